@@ -1,0 +1,95 @@
+"""Errors a user can cause.
+
+Every error raised for bad input is an :class:`EmovidError`. Its message is one line that names the
+offending file (and line or key when there is one) and says what to do about it. The CLI prints that line
+and exits non-zero; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class EmovidError(Exception):
+    """Base class for every error caused by user input or environment.
+
+    Args:
+        message: what went wrong and what to do, in one line.
+        path: the file the error is about, if any.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None):
+        self.path = os.fspath(path) if path is not None else None
+        self.message = message
+        super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+class InputNotFoundError(EmovidError, FileNotFoundError):
+    """A file or folder given by the user does not exist."""
+
+    def __init__(self, path: str | os.PathLike, what: str = "file"):
+        super().__init__(f"no such {what}; check the path", path)
+
+
+# --- video ---------------------------------------------------------------------------------------------------
+
+
+class VideoError(EmovidError):
+    """Base class for problems with a video file."""
+
+
+class NotAVideoError(VideoError):
+    """The file is not a container FFmpeg can open."""
+
+
+class NoVideoStreamError(VideoError):
+    """The container opens but holds no video stream (e.g. an audio-only file)."""
+
+
+class UnsupportedCodecError(VideoError):
+    """The video stream uses a codec this FFmpeg build cannot decode."""
+
+
+class EmptyVideoError(VideoError):
+    """The video stream yields no decodable frame."""
+
+
+class TruncatedVideoError(VideoError):
+    """The stream ends early or is damaged part way through."""
+
+
+class FrameIndexError(EmovidError, IndexError):
+    """Requested frames lie outside the video."""
+
+
+# --- data and labels -----------------------------------------------------------------------------------------
+
+
+class LabelFormatError(EmovidError, ValueError):
+    """A label file is malformed. The message names the file and the line or key."""
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None, line: int | str | None = None):
+        self.line = line
+        where = os.fspath(path) if path is not None else None
+        if where is not None and line is not None:
+            where = f"{where}:{line}"
+        self.message = message
+        self.path = os.fspath(path) if path is not None else None
+        Exception.__init__(self, f"{where}: {message}" if where else message)
+
+
+# --- models and weights --------------------------------------------------------------------------------------
+
+
+class ModelError(EmovidError):
+    """Unknown model name, bad configuration or incompatible checkpoint."""
+
+
+class WeightsUnavailableError(ModelError):
+    """Pretrained weights are needed but cannot be downloaded (offline); says which file to put where."""
+
+
+class ConfigError(EmovidError, ValueError):
+    """A configuration value or command-line option is invalid."""

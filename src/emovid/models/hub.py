@@ -1,0 +1,322 @@
+"""Finding and loading pretrained weights: tags, local files, local folders, Hugging Face repos and URLs.
+
+Offline (``EMOVID_OFFLINE=1``, ``HF_HUB_OFFLINE=1`` or no network) a download that is needed becomes a
+:class:`~emovid.errors.WeightsUnavailableError` naming the file and the place to put it; files already in the
+cache (``$EMOVID_CACHE``, default ``~/.cache/emovid``) are used without asking the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from emovid.errors import InputNotFoundError, ModelError, WeightsUnavailableError
+from emovid.models.registry import PretrainedCfg, WeightSource
+
+log = logging.getLogger(__name__)
+
+STATE_DICT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "model.pt")
+
+
+def cache_dir() -> Path:
+    """Where downloaded weights are kept: ``$EMOVID_CACHE`` or ``~/.cache/emovid``, plus ``/weights``."""
+    root = os.environ.get("EMOVID_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "emovid")
+    return Path(root) / "weights"
+
+
+def is_offline() -> bool:
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("EMOVID_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+# ---- resolving a `pretrained=` value to something on disk ------------------------------------------------------
+
+
+@dataclass
+class Resolved:
+    """A weight source on local disk: a checkpoint ``file`` or a model ``dir``."""
+
+    path: Path
+    kind: str  # "file" | "dir"
+    source: str
+
+
+def resolve(pretrained: str | bool, cfg: PretrainedCfg | None = None, model_name: str = "model") -> Resolved:
+    """Turn a ``pretrained`` value into a local file or folder, downloading when needed and allowed.
+
+    Raises:
+        ModelError: an unknown tag.
+        InputNotFoundError: a local path that does not exist.
+        WeightsUnavailableError: a download is needed and the machine is offline.
+    """
+    cfg = cfg or PretrainedCfg()
+    if pretrained is True:
+        if not cfg.default_tag:
+            raise ModelError(f"{model_name} has no default pretrained weights; pass a file or a tag")
+        pretrained = cfg.default_tag
+    spec = str(pretrained)
+    if spec in cfg.weights:
+        return _resolve_source(cfg.weights[spec], f"{model_name}:{spec}")
+    if spec.startswith("local-dir:"):
+        p = Path(spec[len("local-dir:") :]).expanduser()
+        if not p.is_dir():
+            raise InputNotFoundError(p, "folder")
+        return Resolved(p, "dir", spec)
+    if spec.startswith(("http://", "https://")):
+        url, _, frag = spec.partition("#")
+        sha = frag[len("sha256=") :] if frag.startswith("sha256=") else None
+        return _resolve_source(WeightSource(url=url, sha256=sha), spec)
+    if spec.startswith("hf-hub:"):
+        parts = spec[len("hf-hub:") :].split("/")
+        repo = "/".join(parts[:2])
+        filename = "/".join(parts[2:]) or None
+        return _resolve_source(WeightSource(hf_hub_id=repo, hf_filename=filename), spec)
+    p = Path(spec).expanduser()
+    if p.exists():
+        return Resolved(p, "dir" if p.is_dir() else "file", spec)
+    if spec.count("/") == 1 and not spec.startswith((".", "/")) and not p.suffix:
+        return _resolve_source(WeightSource(hf_hub_id=spec), f"hf-hub:{spec}")
+    tags = ", ".join(sorted(cfg.weights)) or "none"
+    raise ModelError(
+        f"pretrained={spec!r} is not a file, a folder, a URL, a hub id or a tag of {model_name} (tags: {tags})"
+    )
+
+
+def _resolve_source(src: WeightSource, label: str) -> Resolved:
+    if src.url:
+        return Resolved(download_url(src.url, src.sha256, src.filename), "file", label)
+    if src.hf_hub_id:
+        return _resolve_hf(src, label)
+    raise ModelError(f"weights {label} have no URL or hub id")
+
+
+def download_url(url: str, sha256: str | None = None, filename: str | None = None) -> Path:
+    """Download ``url`` into the cache (once) and verify ``sha256`` when given; returns the cached path."""
+    name = filename or os.path.basename(url.split("?")[0]) or hashlib.sha256(url.encode()).hexdigest()[:16]
+    dest = cache_dir() / name
+    if dest.exists():
+        if sha256 and _sha256(dest) != sha256.lower():
+            raise ModelError("checksum mismatch for cached weights; delete it and retry", dest)
+        return dest
+    hint = f"download {url} on a connected machine and save it as {dest} (or pass the file's path as pretrained)"
+    if is_offline():
+        raise WeightsUnavailableError(f"offline, cannot download weights: {hint}", dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310
+            shutil.copyfileobj(resp, out, length=1 << 20)
+        if sha256 and _sha256(Path(tmp)) != sha256.lower():
+            raise ModelError(f"downloaded file from {url} does not match its sha256; not using it", dest)
+        os.replace(tmp, dest)
+    except (urllib.error.URLError, OSError, TimeoutError) as e:
+        raise WeightsUnavailableError(f"cannot download weights ({e}): {hint}", dest) from e
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def _resolve_hf(src: WeightSource, label: str) -> Resolved:
+    try:
+        import huggingface_hub as hf
+    except ImportError as e:  # pragma: no cover - transformers depends on it
+        raise ModelError("huggingface_hub is needed to fetch hub weights: pip install huggingface_hub") from e
+    offline = is_offline()
+    what = f"{src.hf_hub_id}/{src.hf_filename}" if src.hf_filename else src.hf_hub_id
+    try:
+        if src.hf_filename:
+            p = hf.hf_hub_download(src.hf_hub_id, src.hf_filename, local_files_only=offline)
+            return Resolved(Path(p), "file", label)
+        p = hf.snapshot_download(src.hf_hub_id, local_files_only=offline)
+        return Resolved(Path(p), "dir", label)
+    except Exception as e:  # hub errors come in many classes; all mean "not available here"
+        where = Path(hf.constants.HF_HUB_CACHE)
+        raise WeightsUnavailableError(
+            f"cannot get Hugging Face weights {what} ({type(e).__name__}); on a connected machine run "
+            f"`huggingface-cli download {src.hf_hub_id}` (cache: {where}), or download the files into a folder "
+            f"and pass pretrained='local-dir:FOLDER'",
+        ) from e
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---- reading checkpoints ---------------------------------------------------------------------------------------
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict:
+    """Read a checkpoint file (``.safetensors``, or a torch pickle such as ``.pth``/``.pyth``/``.bin``/``.ckpt``).
+
+    Pickles are loaded with ``weights_only=True`` first; official checkpoints that pickle extra Python objects
+    (e.g. an argparse namespace) are retried with ``weights_only=False`` — only load files you trust.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputNotFoundError(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as e:
+            raise ModelError(f"not a readable safetensors file ({e})", path) from e
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        pass
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise ModelError(f"not a readable PyTorch checkpoint ({type(e).__name__}: {e})", path) from e
+    log.warning("%s: loaded with weights_only=False (it pickles non-tensor objects)", path)
+    return obj
+
+
+def state_dict_from_dir(path: str | os.PathLike) -> dict:
+    """The weights in a model folder (``model.safetensors``, ``pytorch_model.bin``, ...)."""
+    path = Path(path)
+    for name in STATE_DICT_FILES:
+        if (path / name).exists():
+            return load_state_dict_file(path / name)
+    shards = sorted(path.glob("model-*.safetensors"))
+    if shards:
+        sd: dict = {}
+        for s in shards:
+            sd.update(load_state_dict_file(s))
+        return sd
+    raise ModelError(f"no weights file ({', '.join(STATE_DICT_FILES)}) in the folder", path)
+
+
+def unwrap_state_dict(obj: object, keys: tuple[str, ...] = ("model_state", "state_dict", "model", "module")) -> dict:
+    """Find the tensor dict inside common checkpoint wrappers and strip ``module.`` (DDP) prefixes."""
+    for _ in range(3):
+        if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+            inner = next((obj[k] for k in keys if k in obj and isinstance(obj[k], dict)), None)
+            if inner is None:
+                break
+            obj = inner
+    if not isinstance(obj, dict):
+        raise ModelError(f"checkpoint holds a {type(obj).__name__}, not a state dict")
+    sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if sd and all(k.startswith("module.") for k in sd):
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
+    return sd
+
+
+# ---- loading into a model --------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadReport:
+    """What happened when weights were loaded into a model."""
+
+    source: str = ""
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # (key, checkpoint, model) shapes
+    loaded: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def __str__(self) -> str:
+        parts = [f"loaded {self.loaded} tensors from {self.source}"]
+        for label, keys in (("missing", self.missing), ("unexpected", self.unexpected)):
+            if keys:
+                parts.append(f"{len(keys)} {label} ({_few(keys)})")
+        if self.mismatched:
+            parts.append(f"{len(self.mismatched)} skipped for shape ({_few([f'{k} {a}->{b}' for k, a, b in self.mismatched])})")
+        return "; ".join(parts)
+
+
+def _few(keys: list[str], n: int = 4) -> str:
+    return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "")
+
+
+def load_state_dict(
+    model: nn.Module,
+    state_dict: dict,
+    strict: bool = True,
+    allow_size_mismatch: bool = False,
+    source: str = "state dict",
+) -> LoadReport:
+    """Load ``state_dict`` into ``model`` and report missing, unexpected and shape-mismatched keys.
+
+    Args:
+        strict: raise on missing or unexpected keys.
+        allow_size_mismatch: drop tensors whose shape differs from the model's (VAERR's
+            ``--allow-size-mismatch``) instead of raising.
+
+    Raises:
+        ModelError: the checkpoint does not fit the model (the message lists the first offending keys).
+    """
+    own = model.state_dict()
+    report = LoadReport(source=source)
+    clean = {}
+    for k, v in state_dict.items():
+        if k in own and tuple(own[k].shape) != tuple(v.shape):
+            report.mismatched.append((k, tuple(v.shape), tuple(own[k].shape)))
+        else:
+            clean[k] = v
+    if report.mismatched and not allow_size_mismatch:
+        raise ModelError(
+            f"checkpoint {source} does not fit {type(model).__name__}: "
+            f"{len(report.mismatched)} tensors differ in shape "
+            f"({_few([f'{k} {a} vs {b}' for k, a, b in report.mismatched])}); "
+            "is it from another model size? (allow_size_mismatch / --allow-size-mismatch skips them)"
+        )
+    result = model.load_state_dict(clean, strict=False)
+    report.missing = [k for k in result.missing_keys if k not in {m[0] for m in report.mismatched}]
+    report.unexpected = list(result.unexpected_keys)
+    report.loaded = len(clean) - len(report.unexpected)
+    if strict and (report.missing or report.unexpected):
+        raise ModelError(
+            f"checkpoint {source} does not match {type(model).__name__}: {len(report.missing)} missing "
+            f"({_few(report.missing)}), {len(report.unexpected)} unexpected ({_few(report.unexpected)}); "
+            "is it a checkpoint of this model? (strict=False loads what matches)"
+        )
+    if not report.ok:
+        log.warning("%s", report)
+    return report
+
+
+def load_pretrained(
+    model: nn.Module,
+    pretrained: str | bool,
+    cfg: PretrainedCfg | None = None,
+    filter_fn: Callable[[dict, nn.Module], dict] | None = None,
+    strict: bool = True,
+    allow_size_mismatch: bool = False,
+) -> LoadReport:
+    """Resolve ``pretrained``, read it, convert its layout with ``filter_fn`` and load it into ``model``.
+
+    A model may define ``load_pretrained_dir(path) -> state_dict`` to read folders in its own way (e.g. a
+    Hugging Face model folder whose ``config.json`` must be checked); otherwise folders are read with
+    :func:`state_dict_from_dir`.
+    """
+    name = getattr(model, "model_name", type(model).__name__)
+    res = resolve(pretrained, cfg or getattr(model, "pretrained_cfg", None), name)
+    if res.kind == "dir":
+        reader = getattr(model, "load_pretrained_dir", None)
+        raw = reader(res.path) if reader is not None else state_dict_from_dir(res.path)
+    else:
+        raw = load_state_dict_file(res.path)
+    sd = filter_fn(raw, model) if filter_fn is not None else unwrap_state_dict(raw)
+    return load_state_dict(model, sd, strict=strict, allow_size_mismatch=allow_size_mismatch, source=str(res.path))
