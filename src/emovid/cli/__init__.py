@@ -10,8 +10,12 @@ from __future__ import annotations
 import sys
 import traceback
 
-import click
 import typer
+
+try:  # typer >= 0.17 vendors click; earlier versions use the click package
+    from typer._click import exceptions as _click_exc
+except ImportError:  # pragma: no cover
+    from click import exceptions as _click_exc
 
 from emovid import __version__
 from emovid.errors import EmovidError
@@ -69,13 +73,13 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         err(str(e))
         return _exit(e.exit_code, argv)
-    except click.exceptions.Abort:
+    except typer.Abort:
         err("interrupted")
         return _exit(130, argv)
     except KeyboardInterrupt:
         err("interrupted")
         return _exit(130, argv)
-    except click.ClickException as e:
+    except _click_exc.ClickException as e:
         e.show()
         return _exit(e.exit_code, argv)
     except OSError as e:  # disk full, permission denied, ...: the user's environment, not a bug

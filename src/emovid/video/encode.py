@@ -63,8 +63,8 @@ def write_video(
         with av.open(str(tmp), "w", format=_format_for(path)) as c:
             s = c.add_stream(codec, rate=rate, options=opts)
             s.width, s.height, s.pix_fmt = w, h, pix_fmt
-            if times is not None:
-                s.time_base = Fraction(1, 90000)
+            if times is not None:  # variable frame rate: millisecond timestamps
+                s.codec_context.time_base = Fraction(1, 1000)
             if rotation:
                 s.set_display_rotation(rotation)
             a = None
@@ -74,8 +74,8 @@ def write_video(
             for i, img in enumerate(_chain(first, frames)):
                 f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img, dtype=np.uint8), format="rgb24")
                 if times is not None:
-                    f.pts = int(round(next(times) * 90000))
-                    f.time_base = s.time_base
+                    f.pts = int(round(next(times) * 1000))
+                    f.time_base = Fraction(1, 1000)
                 for p in s.encode(f):
                     c.mux(p)
             for p in s.encode():

@@ -1,0 +1,149 @@
+"""Sparse uniform sampling: emovid vs plain PyAV (and decord when installed), side by side.
+
+On generated 12 s, 320x256, 30 fps H.264 videos (VCE's geometry) with the default x264 GOP (250) and with GOP 30,
+time taking 16 uniformly spaced frames (opening the file included) with:
+
+* ``emovid``      — ``VideoReader(path).get_frames(uniform_indices(n, 16))``;
+* ``pyav_all``    — (a) decode every frame with PyAV, keep the 16 (converted to RGB only for those);
+* ``pyav_seek``   — (b) for each frame, PyAV seek to it and decode forward to it;
+* ``decord``      — (c) ``decord.VideoReader(path).get_batch(indices)`` when decord is installed
+  (``pip install decord``; torchcodec's PyPI wheel needs CUDA libraries and is not measured on CPU-only machines).
+
+Every method must return the same frames (checked). Run: ``python bench/decode.py [--repeat 7]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import md_table, timeit, write_results  # noqa: E402
+
+from emovid.video import VideoReader, uniform_indices, write_video  # noqa: E402
+
+
+def make_video(path: Path, gop: int | None) -> None:
+    """12 s of a moving textured scene with a pulsing blob, so H.264 has real work to do."""
+    rng = np.random.default_rng(0)
+    h, w = 256, 320
+    tex = rng.integers(0, 256, (h, 2 * w, 3), dtype=np.uint8)
+    tex = (tex.astype(np.float32) * 0.5 + np.linspace(0, 127, 2 * w)[None, :, None]).astype(np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w]
+
+    def frames():
+        for i in range(360):
+            img = tex[:, i % w : i % w + w].copy()
+            r = 30 + 20 * np.sin(i / 10)
+            img[(yy - h / 2) ** 2 + (xx - w / 2 - 60 * np.sin(i / 25)) ** 2 < r * r] = (230, 180, 150)
+            yield img
+
+    write_video(path, frames(), fps=30, crf=23, gop=gop)
+
+
+def emovid_frames(path: str, idx: list[int], thread_type: str = "AUTO") -> np.ndarray:
+    with VideoReader(path, thread_type=thread_type) as r:
+        return r.get_frames(idx)
+
+
+def pyav_all(path: str, idx: list[int]) -> np.ndarray:
+    import av
+
+    want = set(idx)
+    got = {}
+    with av.open(path) as c:
+        for i, f in enumerate(c.decode(video=0)):
+            if i in want:
+                got[i] = f.to_ndarray(format="rgb24")
+    return np.stack([got[i] for i in idx])
+
+
+def pyav_seek(path: str, idx: list[int]) -> np.ndarray:
+    import av
+
+    out = []
+    with av.open(path) as c:
+        s = c.streams.video[0]
+        step = int(round(1 / (float(s.average_rate) * float(s.time_base))))
+        start = s.start_time or 0
+        for i in idx:
+            target = start + i * step
+            c.seek(target, stream=s, backward=True)
+            for f in c.decode(s):
+                if f.pts >= target:
+                    out.append(f.to_ndarray(format="rgb24"))
+                    break
+    return np.stack(out)
+
+
+def decord_frames(path: str, idx: list[int]) -> np.ndarray:
+    import decord
+
+    return decord.VideoReader(path, num_threads=0).get_batch(idx).asnumpy()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=7)
+    args = ap.parse_args()
+    try:
+        import decord  # noqa: F401
+
+        has_decord = True
+    except ImportError:
+        has_decord = False
+    methods = {
+        "emovid": emovid_frames,
+        "emovid_nothreads": lambda p, i: emovid_frames(p, i, "NONE"),
+        "pyav_all": pyav_all,
+        "pyav_seek": pyav_seek,
+    }
+    if has_decord:
+        methods["decord"] = decord_frames
+    rows, data = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for gop in (None, 30):
+            label = "default GOP (250)" if gop is None else f"GOP {gop}"
+            path = str(Path(tmp) / f"v_{gop}.mp4")
+            make_video(Path(path), gop)
+            with VideoReader(path) as r:
+                n = len(r)
+                idx = uniform_indices(n, 16)
+                ref = r.get_frames(idx)
+            res = {}
+            for name, fn in methods.items():
+                frames = fn(path, idx)
+                same = frames.shape == ref.shape and float(np.abs(frames.astype(int) - ref).mean()) < 0.5
+                t = timeit(lambda fn=fn: fn(path, idx), repeat=args.repeat)
+                res[name] = {**t, "same_frames": bool(same)}
+            fastest_other = min(v["median_s"] for k, v in res.items() if not k.startswith("emovid"))
+            for name, v in res.items():
+                rows.append(
+                    {
+                        "video": label,
+                        "method": name,
+                        "median ms": 1000 * v["median_s"],
+                        "speed vs pyav_all": res["pyav_all"]["median_s"] / v["median_s"],
+                        "speed vs fastest baseline": fastest_other / v["median_s"],
+                        "same frames": "yes" if v["same_frames"] else "NO",
+                    }
+                )
+            data[label] = res
+            print(label, {k: round(1000 * v["median_s"], 1) for k, v in res.items()})
+    md = (
+        "## Decoding: 16 uniform frames from a 12 s 320x256 30 fps H.264 video\n\n"
+        "`python bench/decode.py` — open + index + decode + RGB conversion of the 16 frames, median of "
+        f"{args.repeat} runs. Speed columns are ratios (>1 = faster than the reference)."
+        + ("" if has_decord else " decord not installed.")
+        + "\n\n"
+        + md_table(rows, ["video", "method", "median ms", "speed vs pyav_all", "speed vs fastest baseline", "same frames"])
+    )
+    write_results("decode", {"results": data}, md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Shared fixtures: small lossless videos whose frames encode their own index."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("EMOVID_OFFLINE", "1")  # nothing downloads during tests
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def index_frame(i: int, h: int = 48, w: int = 64) -> np.ndarray:
+    """RGB frame that encodes ``i``: R = i % 256, G = i // 256 (top half), B = a horizontal ramp, white corner."""
+    img = np.zeros((h, w, 3), np.uint8)
+    img[..., 0] = i % 256
+    img[: h // 2, :, 1] = i // 256
+    img[h // 2 :, :, 1] = 255 - (i % 256)
+    img[..., 2] = (np.arange(w) * 255 // max(w - 1, 1)).astype(np.uint8)[None, :]
+    img[:4, :4] = 255  # top-left marker shows orientation
+    return img
+
+
+def frame_index(img: np.ndarray) -> int:
+    """Inverse of :func:`index_frame` (reads the pixel just right of the marker)."""
+    return int(img[0, 8, 0]) + 256 * int(img[0, 8, 1])
+
+
+def make_index_video(path, n: int = 48, fps: float = 25, h: int = 48, w: int = 64, codec: str = "libx264rgb", **kw):
+    from emovid.video import write_video
+
+    opts = {"crf": 0} if codec == "libx264rgb" else {}
+    opts.update(kw)
+    write_video(path, (index_frame(i, h, w) for i in range(n)), fps=fps, codec=codec, **opts)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def index_video(tmp_path_factory):
+    """48 frames, 25 fps, 64x48, lossless H.264 RGB, default GOP."""
+    return make_index_video(tmp_path_factory.mktemp("video") / "index.mp4")
+
+
+@pytest.fixture(scope="session")
+def gop_video(tmp_path_factory):
+    """300 frames, 30 fps, lossless H.264 RGB with a keyframe every 10 frames and B-frames."""
+    return make_index_video(tmp_path_factory.mktemp("video") / "gop.mp4", n=300, fps=30, gop=10)
