@@ -1,0 +1,171 @@
+"""First Impressions V2 (ChaLearn 2016/17, seed 001): Big-Five personality traits per 15 s clip.
+
+The official annotations (``annotation_training.pkl``, ``annotation_validation.pkl``, ``annotation_test.pkl``)
+are Python-2 pickles of ``{trait: {"VIDEOID.NNN.mp4": float in [0, 1]}}`` with the traits extraversion,
+neuroticism, agreeableness, conscientiousness, openness and interview. Like the seed we keep the five OCEAN
+traits, in :data:`FIV2_TRAITS` order; ``interview`` is kept aside when present.
+
+Videos ship split over 75 folders (``training80_01`` … ``training80_25``, ``validation80_01`` …,
+``test80_01`` …). :func:`find_fiv2_videos` indexes given folders and their immediate sub-folders, so passing
+the dataset root finds every clip.
+
+The pickle is read with a restricted unpickler that only builds dicts, strings and numbers (including NumPy
+scalars), so a label file cannot run code.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from emovid.data.readers._common import Problem, Reporter, key_path, parse_float, run_reader
+from emovid.errors import InputNotFoundError
+
+#: OCEAN order used for targets.
+FIV2_TRAITS: tuple[str, ...] = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
+FIV2_EXTRA = ("interview",)
+FIV2_FOLDER_RE = re.compile(r"^(training|validation|test)80_\d\d$")
+_KEY_RE = re.compile(r"^(?P<yt>.+)\.(?P<clip>\d{3})\.mp4$")
+_SAFE_GLOBALS = {
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "dtype"),
+    ("builtins", "float"),
+    ("builtins", "int"),
+    ("builtins", "dict"),
+    ("__builtin__", "float"),
+    ("__builtin__", "int"),
+    ("copy_reg", "_reconstructor"),
+}
+
+
+@dataclass(frozen=True)
+class FIV2Record:
+    """One FIV2 clip.
+
+    Attributes:
+        video_id: ``VIDEOID.NNN`` (the file name without ``.mp4``).
+        file: the annotation key, ``VIDEOID.NNN.mp4``.
+        video_path: where the clip was found (or would be, in the first searched folder, if missing).
+        traits: OCEAN values in [0, 1], :data:`FIV2_TRAITS` order.
+        interview: the ``interview`` score, when present.
+    """
+
+    video_id: str
+    file: str
+    video_path: Path
+    traits: tuple[float, ...]
+    interview: float | None = None
+
+    @property
+    def youtube_id(self) -> str:
+        """The source video; clips of one source share a person, so split by this."""
+        m = _KEY_RE.match(self.file)
+        return m.group("yt") if m else self.video_id
+
+    @property
+    def targets(self) -> dict[str, tuple[float, ...]]:
+        return {"traits": self.traits}
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) in _SAFE_GLOBALS:
+            if module in ("__builtin__", "copy_reg"):
+                module = {"__builtin__": "builtins", "copy_reg": "copyreg"}[module]
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def load_annotation_pickle(path: str | os.PathLike) -> object:
+    """Unpickle an official annotation file (Python 2, ``latin1``) allowing only plain data types."""
+    data = Path(path).read_bytes()
+    return _SafeUnpickler(io.BytesIO(data), encoding="latin1").load()
+
+
+def find_fiv2_videos(folders: Iterable[str | os.PathLike]) -> dict[str, Path]:
+    """Map ``VIDEOID.NNN.mp4`` → path for the ``.mp4`` files in ``folders`` and their immediate sub-folders."""
+    out: dict[str, Path] = {}
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise InputNotFoundError(folder, "folder")
+        for p in sorted(folder.iterdir()):
+            if p.is_dir():
+                for q in sorted(p.iterdir()):
+                    if q.suffix == ".mp4":
+                        out.setdefault(q.name, q)
+            elif p.suffix == ".mp4":
+                out.setdefault(p.name, p)
+    return out
+
+
+def read_fiv2(
+    path: str | os.PathLike,
+    video_dirs: Iterable[str | os.PathLike] | None = None,
+    problems: list[Problem] | None = None,
+) -> list[FIV2Record]:
+    """Read an FIV2 annotation pickle.
+
+    Args:
+        path: ``annotation_*.pkl``.
+        video_dirs: folders to search for the clips (each and its sub-folders); defaults to the pickle's folder.
+        problems: collect problems here instead of raising.
+
+    Raises:
+        LabelFormatError: (raise mode) not a pickle, a missing trait, a clip missing from one trait, a value
+            that is not a number in [0, 1], a key not shaped ``VIDEOID.NNN.mp4``; the message names the file
+            and the key (``trait."KEY"``).
+    """
+    dirs = [Path(path).parent] if video_dirs is None else [Path(d) for d in video_dirs]
+    return run_reader(_read, Reporter(path, problems), dirs)
+
+
+def _read(rep: Reporter, dirs: list[Path]) -> list[FIV2Record]:
+    if not Path(rep.path).exists():
+        raise InputNotFoundError(rep.path, "annotation file")
+    if Path(rep.path).stat().st_size == 0:
+        rep.fatal("file is empty")
+    try:
+        data = load_annotation_pickle(rep.path)
+    except Exception as e:  # pickle raises many types on garbage input
+        rep.fatal(f"not a readable annotation pickle ({type(e).__name__}: {e})")
+    if not isinstance(data, dict):
+        rep.fatal(f"expected a dict {{trait: {{clip: value}}}}, found {type(data).__name__}")
+    missing = [t for t in FIV2_TRAITS if t not in data]
+    if missing:
+        rep.fatal(f"missing trait(s) {', '.join(missing)}; found {', '.join(map(str, data))}")
+    for t in (*FIV2_TRAITS, *FIV2_EXTRA):
+        if t in data and not isinstance(data[t], dict):
+            rep.fatal(f"trait {t!r} must map clip names to values, found {type(data[t]).__name__}", key_path(t))
+    index = find_fiv2_videos(d for d in dirs if d.is_dir())
+    keys: list[str] = []
+    seen: set[str] = set()
+    for t in FIV2_TRAITS:
+        for k in data[t]:
+            if k not in seen:
+                seen.add(k)
+                keys.append(k)
+    out: list[FIV2Record] = []
+    for k in keys:
+        if not isinstance(k, str) or not _KEY_RE.match(k):
+            rep("malformed", f"clip name {k!r} is not shaped VIDEOID.NNN.mp4", key_path(FIV2_TRAITS[0], str(k)))
+            continue
+        absent = [t for t in FIV2_TRAITS if k not in data[t]]
+        if absent:
+            rep("malformed", f"clip has no value for trait(s) {', '.join(absent)}", key_path(absent[0], k))
+            continue
+        vals = [parse_float(rep, data[t][k], key_path(t, k), t, 0.0, 1.0) for t in FIV2_TRAITS]
+        if any(v is None for v in vals):
+            continue
+        interview = None
+        if "interview" in data and k in data["interview"]:
+            interview = parse_float(rep, data["interview"][k], key_path("interview", k), "interview", 0.0, 1.0)
+        path = index.get(k, dirs[0] / k if dirs else Path(k))
+        out.append(FIV2Record(k[: -len(".mp4")], k, path, tuple(float(v) for v in vals), interview))
+    return out
