@@ -116,6 +116,11 @@ def download_url(url: str, sha256: str | None = None, filename: str | None = Non
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310
             shutil.copyfileobj(resp, out, length=1 << 20)
+        with open(tmp, "rb") as f:
+            head = f.read(256).lstrip().lower()
+        if head.startswith((b"<!doctype html", b"<html")):
+            # e.g. a Google Drive quota page or an expired link: never cache it as if it were the weights
+            raise WeightsUnavailableError(f"{url} returned a web page, not a weights file: {hint}", dest)
         if sha256 and _sha256(Path(tmp)) != sha256.lower():
             raise ModelError(f"downloaded file from {url} does not match its sha256; not using it", dest)
         os.replace(tmp, dest)
