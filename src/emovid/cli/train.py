@@ -1,0 +1,100 @@
+"""``emovid train TASK``: every task on one Lightning engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from emovid.cli import app
+
+TASK_HELP = "intensity (seed 000) | vce | v2v (seed 004) | valence_arousal (seed 003)"
+
+
+@app.command(context_settings={"allow_interspersed_args": True})
+def train(
+    ctx: typer.Context,
+    task: str = typer.Argument(..., help=TASK_HELP),
+    config: Path | None = typer.Option(None, "--config", help="YAML recipe (see configs/); flags override it."),
+    data: str | None = typer.Option(
+        None, "--data", "--data-csv", "--data_csv", help="Labels: CSV file or dataset folder."
+    ),
+    video_root: str | None = typer.Option(None, "--video-root", "--video_root", help="Folder of the videos."),
+    output_dir: str = typer.Option("runs/emovid", "--output-dir", "--output_dir", "-o", help="Checkpoint folder."),
+    model: str | None = typer.Option(None, "--model", help="Backbone (emovid list-models); default per task."),
+    pretrained: str | None = typer.Option(
+        None, "--pretrained", "--model-path", "--model_path", help="Weights: tag, file, local-dir:PATH, hub id, URL."
+    ),
+    allow_size_mismatch: bool = typer.Option(
+        False, "--allow-size-mismatch", "--allow_size_mismatch", help="Skip checkpoint tensors of another shape."
+    ),
+    epochs: int = typer.Option(20, "--epochs"),
+    batch_size: int = typer.Option(16, "--batch-size", "--batch_size"),
+    lr: float = typer.Option(1e-5, "--lr", help="Learning rate (backbone)."),
+    head_lr: float | None = typer.Option(None, "--head-lr", help="Learning rate of the head (default: --lr)."),
+    weight_decay: float = typer.Option(0.05, "--weight-decay"),
+    scheduler: str = typer.Option("cosine", "--scheduler", help="cosine | constant"),
+    warmup_epochs: float = typer.Option(0.0, "--warmup-epochs"),
+    accumulate_grad_batches: int = typer.Option(1, "--accumulate-grad-batches"),
+    gradient_clip_val: float | None = typer.Option(None, "--gradient-clip-val"),
+    precision: str = typer.Option("32-true", "--precision", help="32-true | 16-mixed | bf16-mixed"),
+    early_stopping_patience: int | None = typer.Option(None, "--early-stopping-patience"),
+    seed: int = typer.Option(0, "--seed"),
+    val_fraction: float = typer.Option(0.2, "--val-fraction"),
+    split_seed: int = typer.Option(0, "--split-seed"),
+    train_sampler: str | None = typer.Option(None, "--train-sampler", help="e.g. random:16x4"),
+    eval_sampler: str | None = typer.Option(None, "--eval-sampler", help="e.g. center:16x4"),
+    num_workers: int = typer.Option(2, "--num-workers", "--workers"),
+    strict: bool = typer.Option(False, "--strict", help="Fail on the first unreadable video instead of skipping."),
+    freeze_backbone: bool = typer.Option(False, "--freeze-backbone"),
+    cache_features: bool = typer.Option(
+        False, "--cache-features", help="Frozen backbone: embed each video once, train the head on the cache."
+    ),
+    augment: bool = typer.Option(True, "--augment/--no-augment"),
+    accelerator: str = typer.Option("auto", "--accelerator"),
+    devices: str = typer.Option("auto", "--devices", help="auto, a count, or a list like 0,1"),
+    num_nodes: int = typer.Option(1, "--num-nodes"),
+    strategy: str = typer.Option("auto", "--strategy", help="auto | ddp | ddp_find_unused_parameters_true | ..."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --output-dir exactly."),
+    max_steps: int = typer.Option(-1, "--max-steps"),
+    log_every_n_steps: int = typer.Option(10, "--log-every-n-steps"),
+    progress_bar: bool = typer.Option(True, "--progress/--no-progress"),
+    score: str = typer.Option("linear", "--score", help="intensity: linear | norm"),
+    pairs: str = typer.Option("batch", "--pairs", help="intensity: batch | random | all"),
+    pairs_per_video: int = typer.Option(4, "--pairs-per-video"),
+    tie_tol: float = typer.Option(0.0, "--tie-tol"),
+    loss: str | None = typer.Option(
+        None, "--loss", "--loss-type", "--loss_type", help="vce: bce|mse; valence_arousal: mse|ccc|mse+ccc|bins; "
+        "v2v: ranknet|listnet|plackett"
+    ),
+    va_bins: int = typer.Option(20, "--va-bins"),
+    clip_length: float | None = typer.Option(None, "--clip-length", "--clip_length", help="Seconds per clip (VA)."),
+    v2v_listwise: str | None = typer.Option(None, "--v2v-listwise"),
+) -> int:
+    """Train TASK on your labels; writes a checkpoint folder (model.safetensors, configs, metrics.csv)."""
+    from emovid.config import TrainConfig
+    from emovid.train import train as run
+
+    values = {k: v for k, v in ctx.params.items() if k != "config"}
+    if config is not None:
+        from click.core import ParameterSource as PS  # noqa: N817
+
+        given = {
+            k: v
+            for k, v in values.items()
+            if _source(ctx, k) not in (getattr(PS, "DEFAULT", None), getattr(PS, "DEFAULT_MAP", None))
+        }
+        cfg = TrainConfig.from_yaml(config, **given)
+    else:
+        cfg = TrainConfig.from_dict(values)
+    summary = run(cfg)
+    typer.echo(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _source(ctx: typer.Context, name: str):
+    try:
+        return ctx.get_parameter_source(name)
+    except Exception:  # pragma: no cover
+        return None

@@ -1,0 +1,111 @@
+"""Training configuration: one flat dataclass, readable from YAML recipes and overridable from the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from emovid.errors import ConfigError
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``emovid train`` needs; saved as ``train_config.yaml`` in the checkpoint directory.
+
+    Task-specific fields are ignored by tasks that do not use them.
+    """
+
+    task: str = "intensity"
+    data: str | None = None  # label file or dataset folder (task-specific; seed 000: --data_csv)
+    video_root: str | None = None
+    output_dir: str = "runs/emovid"
+    model: str | None = None  # default: the task's
+    pretrained: str | None = None
+    allow_size_mismatch: bool = False
+    num_classes_head: int | None = None
+
+    # optimisation
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 1e-5
+    head_lr: float | None = None  # default: lr (heads on a frozen/cached backbone want more, e.g. 1e-3)
+    weight_decay: float = 0.05
+    scheduler: str = "cosine"  # cosine | constant
+    warmup_epochs: float = 0.0
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: float | None = None
+    precision: str = "32-true"
+    early_stopping_patience: int | None = None
+    seed: int = 0
+
+    # data
+    val_fraction: float = 0.2
+    split_seed: int = 0
+    train_sampler: str | None = None  # e.g. random:16x4; default from the model's pretrained_cfg
+    eval_sampler: str | None = None  # e.g. center:16x4
+    num_workers: int = 2
+    strict: bool = False  # fail on the first unreadable video instead of skipping it
+    freeze_backbone: bool = False
+    cache_features: bool = False
+    augment: bool = True
+
+    # hardware (Lightning)
+    accelerator: str = "auto"
+    devices: str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+
+    # run control
+    resume: bool = False
+    max_steps: int = -1
+    limit_train_batches: float | None = None
+    log_every_n_steps: int = 10
+    progress_bar: bool = True
+
+    # task options
+    score: str = "linear"  # intensity: linear (seed 000's score head) | norm (score = ||embedding||)
+    pairs: str = "batch"  # intensity: batch (all pairs inside each batch) | random | all
+    pairs_per_video: int = 4
+    tie_tol: float = 0.0
+    loss: str | None = None  # vce: bce|mse; valence_arousal: mse|ccc|mse+ccc|bins; v2v: ranknet|listnet|plackett
+    va_bins: int = 20
+    clip_length: float | None = None  # valence_arousal: seconds per training clip (VAERR's --clip_length)
+    v2v_listwise: str | None = None  # v2v: listwise_labels.json for list training/eval
+
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, **overrides: Any) -> TrainConfig:
+        """Read a recipe; ``overrides`` (e.g. from the command line) win over the file."""
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"{p}: no such config file")
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML ({e})") from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: a recipe must be a mapping of option: value")
+        return cls.from_dict({**data, **overrides}, source=str(p))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"{source}: unknown option(s) {', '.join(unknown)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | os.PathLike) -> None:
+        from emovid.utils.io import atomic_open
+
+        with atomic_open(path) as f:
+            yaml.safe_dump(self.to_dict(), f, sort_keys=False)

@@ -1,0 +1,242 @@
+"""PyTorch datasets over label records: clips, pairs, lists, and cached features.
+
+A *record* is anything a reader returns (it has ``video_id`` and ``video_path``). A *loader* turns a record into
+the model input: :class:`ClipLoader` decodes and transforms a clip; :class:`FeatureLoader` returns embeddings
+cached by :mod:`emovid.features`. Datasets combine records, a loader and a ``targets`` function, so every task
+can train on decoded video or on a feature cache without changing anything else.
+
+Samples are dicts ``{"video": Tensor, "targets": {...}, "meta": {...}}``; pair samples hold ``video_a``/``video_b``
+and ``target``; list samples hold ``videos`` ``[L, ...]`` and ``mask`` ``[L]``. Randomness (clip positions,
+crops) comes from a generator seeded by ``(seed, epoch, index)``, so a resumed run sees the same samples.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from emovid.errors import EmovidError
+from emovid.video.sampling import ClipSampler
+
+log = logging.getLogger(__name__)
+
+TargetsFn = Callable[[Any, np.ndarray | None], dict[str, torch.Tensor]]
+
+
+def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, epoch, index])
+
+
+class ClipLoader:
+    """Decode one clip of a video and transform it to the model's input.
+
+    Args:
+        sampler: which frames (its first clip is used unless ``all_clips``).
+        transform: callable on ``[C, T, H, W]`` float clips (e.g. :func:`emovid.models.create_transform`).
+        short_side: when given, frames are resized to this short side while decoding (much cheaper than
+            resizing full frames in torch); the transform's own resize then has nothing to do.
+        all_clips: return every clip the sampler gives, stacked ``[K, C, T, H, W]`` (sliding windows).
+        in_chans: 1 converts to greyscale (face models trained on grey input).
+    """
+
+    def __init__(
+        self,
+        sampler: ClipSampler,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        short_side: int | None = None,
+        all_clips: bool = False,
+        in_chans: int = 3,
+    ):
+        self.sampler = sampler
+        self.transform = transform
+        self.short_side = short_side
+        self.all_clips = all_clips
+        self.in_chans = in_chans
+
+    def __call__(self, record: Any, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, np.ndarray]:
+        """Returns ``(clip, frame_times)``: the input tensor and the times (s) of its frames (first clip)."""
+        from emovid.video import VideoReader
+        from emovid.video.transforms import to_tensor
+
+        with VideoReader(record.video_path, threads=1, thread_type="SLICE") as r:
+            clips = self.sampler(len(r), r.frame_times, rng=rng)
+            if not self.all_clips:
+                clips = clips[:1]
+            size = None
+            if self.short_side:
+                info = r.info
+                h, w = info.height, info.width
+                s = self.short_side / min(h, w)
+                size = (max(1, round(h * s)), max(1, round(w * s)))
+            flat = [i for c in clips for i in c]
+            frames = r.get_frames(flat, size=size)
+            times = r.frame_times[np.asarray(clips[0])]
+        out = []
+        for k in range(len(clips)):
+            x = to_tensor(frames[k * len(clips[0]) : (k + 1) * len(clips[0])])
+            if self.in_chans == 1:
+                x = (0.299 * x[0:1] + 0.587 * x[1:2] + 0.114 * x[2:3]).contiguous()
+            out.append(self.transform(x) if self.transform is not None else x)
+        return (torch.stack(out) if self.all_clips else out[0]), times
+
+
+class FeatureLoader:
+    """Embeddings from a feature cache (:class:`emovid.features.FeatureStore`) instead of decoding video."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def __call__(self, record: Any, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, np.ndarray | None]:
+        return self.store.get(str(record.video_id))
+
+
+class ClipDataset(Dataset):
+    """One sample per record.
+
+    Args:
+        records: label records (``video_id``, ``video_path``).
+        loader: :class:`ClipLoader` or :class:`FeatureLoader`.
+        targets_fn: ``(record, frame_times) -> {name: tensor}``.
+        seed: base seed for random sampling/augmentation.
+        epoch: the epoch this dataset serves (part of the seed).
+    """
+
+    def __init__(self, records: Sequence[Any], loader, targets_fn: TargetsFn, seed: int = 0, epoch: int = 0):
+        self.records = list(records)
+        self.loader = loader
+        self.targets_fn = targets_fn
+        self.seed = seed
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def load(self, i: int, slot: int = 0) -> tuple[torch.Tensor, np.ndarray | None] | None:
+        rec = self.records[i]
+        try:
+            return self.loader(rec, sample_rng(self.seed, self.epoch, i * 7 + slot))
+        except EmovidError as e:  # a video broke after the preflight check: skip the sample, keep training
+            log.warning("skipping %s: %s", rec.video_id, e)
+            return None
+
+    def __getitem__(self, i: int) -> dict | None:
+        got = self.load(i)
+        if got is None:
+            return None
+        x, times = got
+        return {
+            "video": x,
+            "targets": self.targets_fn(self.records[i], times),
+            "meta": {"index": i, "video_id": str(self.records[i].video_id)},
+        }
+
+
+class PairDataset(Dataset):
+    """Pairs ``(a, b, t)`` of record indices with RankNet targets; loads both clips."""
+
+    def __init__(self, base: ClipDataset, pairs: Sequence[tuple[int, int, float]]):
+        self.base = base
+        self.pairs = list(pairs)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, k: int) -> dict | None:
+        a, b, t = self.pairs[k]
+        ga, gb = self.base.load(a, slot=k % 5), self.base.load(b, slot=k % 5 + 1)
+        if ga is None or gb is None:
+            return None
+        return {
+            "video_a": ga[0],
+            "video_b": gb[0],
+            "target": torch.tensor(float(t)),
+            "meta": {"a": a, "b": b},
+        }
+
+
+class ListDataset(Dataset):
+    """Ordered lists of record indices (least → most preferred), padded to ``max_len`` with a mask."""
+
+    def __init__(self, base: ClipDataset, lists: Sequence[Sequence[int]], max_len: int = 4):
+        self.base = base
+        self.lists = [list(x) for x in lists]
+        self.max_len = max_len
+
+    def __len__(self) -> int:
+        return len(self.lists)
+
+    def __getitem__(self, k: int) -> dict | None:
+        items = self.lists[k]
+        loaded = [self.base.load(i, slot=j) for j, i in enumerate(items)]
+        if any(g is None for g in loaded):
+            return None
+        xs = [g[0] for g in loaded]
+        pad = self.max_len - len(xs)
+        mask = torch.tensor([True] * len(xs) + [False] * pad)
+        xs += [torch.zeros_like(xs[0])] * pad
+        return {"videos": torch.stack(xs), "mask": mask, "meta": {"list": k}}
+
+
+def collate_skip_none(batch: list[dict | None]) -> dict | None:
+    """``default_collate`` that drops samples whose video failed to load."""
+    batch = [b for b in batch if b is not None]
+    if not batch:
+        return None
+    return default_collate(batch)
+
+
+def check_videos(
+    records: Sequence[Any], strict: bool = False, workers: int = 4, report_path: str | Path | None = None
+) -> tuple[list[Any], list[dict]]:
+    """Probe every distinct video once; drop records whose video is missing or unreadable.
+
+    Returns:
+        ``(kept_records, failures)`` with one ``{"video", "error"}`` per bad video. With ``strict`` the first
+        failure raises instead. ``report_path`` gets the failures as JSON lines.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from emovid.utils.io import atomic_open
+    from emovid.video import probe
+
+    paths = list(dict.fromkeys(str(r.video_path) for r in records))
+
+    def check(p: str) -> str | None:
+        try:
+            probe(p)
+            return None
+        except EmovidError as e:
+            if strict:
+                raise
+            return e.message
+
+    with ThreadPoolExecutor(max(1, workers)) as ex:
+        errors = dict(zip(paths, ex.map(check, paths)))
+    failures = [{"video": p, "error": e} for p, e in errors.items() if e]
+    if report_path is not None and failures:
+        import json
+
+        with atomic_open(report_path) as f:
+            for rec in failures:
+                f.write(json.dumps(rec) + "\n")
+    bad = {f["video"] for f in failures}
+    return [r for r in records if str(r.video_path) not in bad], failures
+
+
+class VideoRef:
+    """A bare video reference (``video_id``, ``video_path``) for tasks whose labels are not per video (V2V)."""
+
+    __slots__ = ("video_id", "video_path")
+
+    def __init__(self, video_id: str, video_path: Path):
+        self.video_id = video_id
+        self.video_path = Path(video_path)
+
+    def __repr__(self) -> str:
+        return f"VideoRef({self.video_id!r})"

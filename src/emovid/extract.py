@@ -1,0 +1,727 @@
+"""Feature export (seed 000 step 4): one embedding file per video, resumable, sharded over every rank.
+
+:func:`extract_features` embeds every video under ``video_root`` (or those of a list file) with a backbone — an
+emovid checkpoint folder (``IntensityScorer.feature_extractor`` for seed 000) or a registered model — and writes
+one file per video, mirroring its path below ``video_root``::
+
+    OUTPUT_DIR/
+      sub/clip1.npy         float32 [D] (aggregated over clips) or [N, D] (aggregate="none")
+      sub/clip1.pt          {"emb": Tensor[N, D], "length": N} (seed 001's layout; [1, D] when aggregated)
+      manifest.jsonl        one line per finished video (video, output, clips, dim, model, weights hash, ...)
+      failures.jsonl        videos whose latest attempt failed (video, error); absent when none did
+
+The run is a Lightning ``Trainer.predict``: a dataset of videos (each item = all clips of one video, decoded in
+DataLoader workers), a module that embeds the clips in chunks of ``batch_size``, and a
+``BasePredictionWriter`` that writes each video's file on the rank that computed it. On many GPUs/nodes
+(DDP, torchrun, SLURM) Lightning shards the videos over ranks; for prediction it uses an *unrepeated* sampler,
+so no video is computed twice.
+
+Manifest protocol (safe on network filesystems, where ``O_APPEND`` from several hosts is not atomic): a
+rank never writes a file another process writes. Each finished video's file is first put in place atomically
+(temp file + fsync + rename), then one line is appended to that rank's journal ``manifest.rank{R}.jsonl``.
+When all ranks are done (a barrier at the end of prediction), rank 0 merges ``manifest.jsonl`` and every
+journal into a new ``manifest.jsonl`` (atomic replace; one line per video, the latest wins) and deletes the
+journals; ``failures.jsonl`` is rebuilt the same way from ``failures.rank{R}.jsonl``, dropping videos that
+have since succeeded. A run that crashes leaves journals behind; the next run reads them as finished work
+and merges them at its end.
+
+Resuming: a video is skipped when its output file exists *and* the manifest (or a journal) lists it. A file
+without a manifest line (a crash between the rename and the journal line) is recomputed and replaced
+atomically. Previously failed videos are retried. A folder holds features of one setting only: rerunning
+with another model, weights, clip sampler, aggregation or format is refused unless ``overwrite`` is given,
+which starts the manifest afresh and recomputes every video (old feature files are replaced as they are
+recomputed; files of videos no longer listed are left alone).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from lightning.pytorch import LightningModule
+from lightning.pytorch.callbacks import BasePredictionWriter
+from torch.utils.data import Dataset
+
+from emovid.errors import ConfigError, EmovidError, InputNotFoundError, ModelError
+from emovid.utils.io import append_jsonl, atomic_open, read_jsonl
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.jsonl"
+FAILURES = "failures.jsonl"
+FORMATS = ("npy", "pt")
+AGGREGATES = ("mean", "max", "none")
+FRAME_MODEL_DEFAULT_FRAMES = 30  # seed 001: 30 embeddings per video
+_SETTINGS = ("model", "weights_sha256", "sampler", "aggregate", "format")
+
+
+# ---- the model --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Extractor:
+    """A backbone ready for export and where its weights came from.
+
+    Attributes:
+        backbone: module with ``forward_features`` and ``pretrained_cfg``.
+        model_name: registry name of the backbone.
+        checkpoint: the emovid checkpoint folder it was loaded from, if any.
+        pretrained: the ``--pretrained`` source, if any.
+        weights_sha256: first 16 hex digits of the SHA-256 of the weights file (``model.safetensors`` of a
+            checkpoint, the pretrained file), else of the weights in memory (a module given directly, or a
+            model name without ``pretrained``: random weights from a fixed seed, the same on every rank).
+    """
+
+    backbone: nn.Module
+    model_name: str
+    checkpoint: str | None = None
+    pretrained: str | None = None
+    weights_sha256: str | None = None
+
+    @property
+    def pretrained_cfg(self):
+        return self.backbone.pretrained_cfg
+
+    @property
+    def num_features(self) -> int:
+        return int(self.backbone.num_features)
+
+
+def _file_sha256(paths: Sequence[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _state_sha256(module: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    from emovid.models.hub import STATE_DICT_FILES
+
+    for name in STATE_DICT_FILES:
+        if (folder / name).exists():
+            return [folder / name]
+    return sorted(folder.glob("model-*.safetensors"))
+
+
+def load_extractor(
+    checkpoint: str | os.PathLike | None = None,
+    model: str | nn.Module | None = None,
+    pretrained: str | None = None,
+) -> Extractor:
+    """The backbone to export features from: an emovid checkpoint folder, a registered model, or a module.
+
+    Args:
+        checkpoint: emovid checkpoint folder (``model.safetensors`` + ``train_config.yaml``); its task model's
+            ``feature_extractor`` is used.
+        model: a registered model name (built with ``num_classes=0``), or a module with ``forward_features``,
+            ``num_features`` and ``pretrained_cfg``.
+        pretrained: weights for a model name (tag, file, ``local-dir:PATH``, hub id, URL).
+
+    Raises:
+        ConfigError: neither or both of ``checkpoint`` and ``model``.
+        InputNotFoundError: the checkpoint folder does not exist.
+        ModelError: not a checkpoint folder, unknown model, weights that do not fit.
+    """
+    if (checkpoint is None) == (model is None):
+        raise ConfigError("give either --checkpoint DIR (an emovid checkpoint folder) or --model NAME, not both")
+    if checkpoint is not None:
+        if pretrained:
+            raise ConfigError("--pretrained goes with --model; a --checkpoint folder holds its own weights")
+        from emovid.train import MODEL_FILE, load_model_dir
+
+        ckpt = Path(checkpoint)
+        if not ckpt.exists():
+            raise InputNotFoundError(ckpt, "checkpoint folder")
+        task_model, cfg, _ = load_model_dir(ckpt)
+        backbone = task_model.feature_extractor
+        name = getattr(backbone, "model_name", None) or cfg.model or type(backbone).__name__
+        return Extractor(backbone.eval(), str(name), str(ckpt), None, _file_sha256([ckpt / MODEL_FILE]))
+    if isinstance(model, nn.Module):
+        for attr in ("forward_features", "num_features", "pretrained_cfg"):
+            if not hasattr(model, attr):
+                raise ModelError(f"{type(model).__name__} has no {attr}; give a registered backbone")
+        name = getattr(model, "model_name", None) or type(model).__name__
+        return Extractor(model.eval(), str(name), None, pretrained, _state_sha256(model))
+    from emovid.models import create_model
+
+    if pretrained:
+        from emovid.models.hub import resolve
+
+        backbone = create_model(str(model), pretrained=pretrained, num_classes=0)
+        res = resolve(pretrained, backbone.pretrained_cfg, str(model))
+        files = [res.path] if res.kind == "file" else _weight_files(res.path)
+        digest = _file_sha256(files) if files else _state_sha256(backbone)
+        return Extractor(backbone.eval(), str(model), None, pretrained, digest)
+    log.warning("%s: no --pretrained weights given; the features come from a randomly initialised model", model)
+    # A fixed seed: every rank (and a resumed run) must build the same random weights.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        backbone = create_model(str(model), num_classes=0)
+    return Extractor(backbone.eval(), str(model), None, None, _state_sha256(backbone))
+
+
+# ---- clips ------------------------------------------------------------------------------------------------------
+
+
+def default_clips(pretrained_cfg) -> str:
+    """The default clip spec for a model: non-overlapping windows of its own clip geometry.
+
+    Video models get ``sliding:TxS:SPAN`` (``T`` frames every ``S``, a new window every clip span, one padded
+    clip for videos shorter than a span); single-frame (image/face) models get ``uniform:30`` frames, each its
+    own clip.
+    """
+    from emovid.video.sampling import clip_span
+
+    n, s = int(pretrained_cfg.num_frames), int(pretrained_cfg.frame_stride)
+    if n == 1:
+        return f"uniform:{FRAME_MODEL_DEFAULT_FRAMES}"
+    return f"sliding:{n}x{s}:{clip_span(n, s)}"
+
+
+class FramesAsClips:
+    """Every frame a sampler chooses becomes a clip of one frame (for single-frame models)."""
+
+    def __init__(self, sampler):
+        self.sampler = sampler
+
+    def __call__(self, num_frames: int, frame_times=None, rng=None) -> list[list[int]]:
+        return [[i] for clip in self.sampler(num_frames, frame_times, rng=rng) for i in clip]
+
+    def __str__(self) -> str:
+        return f"{self.sampler}:frames"
+
+
+def make_sampler(pretrained_cfg, clips: str | None = None):
+    """The clip sampler for ``clips`` (a :func:`~emovid.video.sampling.parse_sampler` spec) or the default."""
+    from emovid.video.sampling import parse_sampler
+
+    sampler = parse_sampler(clips or default_clips(pretrained_cfg))
+    if int(pretrained_cfg.num_frames) == 1:
+        return FramesAsClips(sampler)
+    if sampler.kind in ("sliding", "random", "center") and sampler.num_frames != pretrained_cfg.num_frames:
+        log.warning(
+            "--clips %s takes %d frames per clip; the model was trained on %d",
+            clips,
+            sampler.num_frames,
+            pretrained_cfg.num_frames,
+        )
+    return sampler
+
+
+# ---- videos and outputs -----------------------------------------------------------------------------------------
+
+
+def _read_list(list_file: Path) -> list[str]:
+    if not list_file.exists():
+        raise InputNotFoundError(list_file, "list file")
+    text = list_file.read_text(encoding="utf-8-sig")
+    if list_file.suffix.lower() == ".csv":
+        rows = list(csv.reader(text.splitlines()))
+        if not rows:
+            return []
+        header = [h.strip().lower() for h in rows[0]]
+        col = next((header.index(c) for c in ("video_path", "video", "path", "file") if c in header), None)
+        body = rows[1:] if col is not None else rows
+        col = col or 0
+        return [r[col].strip() for r in body if len(r) > col and r[col].strip()]
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def list_videos(
+    video_root: str | os.PathLike, list_file: str | os.PathLike | None = None, videos: Sequence[str] | None = None
+) -> list[str]:
+    """Relative POSIX paths of the videos to embed, sorted.
+
+    Args:
+        video_root: folder the videos live in (searched recursively when no list is given).
+        list_file: text file with one video path per line (``#`` comments), or a CSV with a ``video_path``
+            (or ``video``/``path``) column, e.g. seed 000's intensity CSV. Paths are relative to
+            ``video_root`` or absolute inside it.
+        videos: the same as a Python list (wins over ``list_file``).
+
+    Raises:
+        InputNotFoundError: ``video_root`` or ``list_file`` does not exist.
+        ConfigError: nothing to embed, or a listed path outside ``video_root``.
+    """
+    from emovid.video import is_video_path
+
+    root = Path(video_root)
+    if not root.is_dir():
+        raise InputNotFoundError(root, "video folder (--video-root)")
+    if videos is None and list_file is not None:
+        videos = _read_list(Path(list_file))
+        if not videos:
+            raise ConfigError(f"{list_file}: lists no videos")
+    if videos is None:
+        found = [
+            p.relative_to(root).as_posix()
+            for p in root.rglob("*")
+            if p.is_file() and is_video_path(p) and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        ]
+        if not found:
+            raise ConfigError(f"{root}: no video files found (looked for {', '.join(_exts())} recursively)")
+        return sorted(found)
+    rels = []
+    root_abs = root.resolve()
+    for v in videos:
+        p = Path(v)
+        if p.is_absolute():
+            try:
+                p = p.resolve().relative_to(root_abs)
+            except ValueError:
+                raise ConfigError(f"{v}: listed video is outside --video-root {root}; list paths below it") from None
+        rel = p.as_posix()
+        if rel.startswith("../") or rel == "..":
+            raise ConfigError(f"{v}: listed video is outside --video-root {root}; list paths below it")
+        rels.append(rel)
+    if not rels:
+        raise ConfigError("no videos to embed")
+    return sorted(dict.fromkeys(rels))
+
+
+def _exts() -> list[str]:
+    from emovid.video import VIDEO_EXTENSIONS
+
+    return list(VIDEO_EXTENSIONS[:4]) + ["..."]
+
+
+def output_name(video: str, fmt: str) -> str:
+    """The feature file of a video (relative path): its path with the extension replaced by ``.npy``/``.pt``."""
+    return Path(video).with_suffix(f".{fmt}").as_posix()
+
+
+def _journals(out: Path, stem: str) -> list[Path]:
+    def rank(p: Path) -> int:
+        try:
+            return int(p.name[len(stem) + 5 : -len(".jsonl")])
+        except ValueError:
+            return 1 << 30
+
+    return sorted(out.glob(f"{stem}.rank*.jsonl"), key=rank)
+
+
+def read_manifest(output_dir: str | os.PathLike) -> dict[str, dict]:
+    """Finished videos of an output folder, ``{video: entry}``: ``manifest.jsonl`` plus unmerged rank journals."""
+    out = Path(output_dir)
+    entries: dict[str, dict] = {}
+    for path in [out / MANIFEST, *_journals(out, "manifest")]:
+        for rec in read_jsonl(path):
+            if "video" in rec:
+                entries[rec["video"]] = rec
+    return entries
+
+
+def read_failures(output_dir: str | os.PathLike) -> dict[str, dict]:
+    """Failed videos of an output folder, ``{video: entry}`` (``failures.jsonl`` plus unmerged journals)."""
+    out = Path(output_dir)
+    entries: dict[str, dict] = {}
+    for path in [out / FAILURES, *_journals(out, "failures")]:
+        for rec in read_jsonl(path):
+            if "video" in rec:
+                entries[rec["video"]] = rec
+    return entries
+
+
+def merge_journals(output_dir: str | os.PathLike) -> tuple[int, int]:
+    """Fold the rank journals into ``manifest.jsonl`` and ``failures.jsonl`` (rank 0, after all ranks finished).
+
+    Returns:
+        ``(videos in the manifest, videos in failures.jsonl)``.
+    """
+    out = Path(output_dir)
+    done = read_manifest(out)
+    failed = {v: r for v, r in read_failures(out).items() if v not in done}
+    journals = _journals(out, "manifest") + _journals(out, "failures")
+    if journals or (out / MANIFEST).exists() or done:
+        with atomic_open(out / MANIFEST) as f:
+            for v in sorted(done):
+                f.write(json.dumps(done[v], ensure_ascii=False) + "\n")
+    if failed:
+        with atomic_open(out / FAILURES) as f:
+            for v in sorted(failed):
+                f.write(json.dumps(failed[v], ensure_ascii=False) + "\n")
+    else:
+        (out / FAILURES).unlink(missing_ok=True)
+    for j in journals:
+        j.unlink(missing_ok=True)
+    return len(done), len(failed)
+
+
+def _env_rank() -> int:
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
+
+
+# ---- Lightning pieces -------------------------------------------------------------------------------------------
+
+
+class _Video:
+    """What :class:`~emovid.data.datasets.ClipLoader` needs of a record."""
+
+    __slots__ = ("video_id", "video_path")
+
+    def __init__(self, video_id: str, video_path: Path):
+        self.video_id = video_id
+        self.video_path = video_path
+
+
+class VideoClipsDataset(Dataset):
+    """Item ``i`` = every clip of video ``i`` ``[N, C, T, H, W]``, or the error that stopped its decoding."""
+
+    def __init__(self, root: str | os.PathLike, videos: Sequence[str], loader):
+        self.root = Path(root)
+        self.videos = list(videos)
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, i: int) -> dict:
+        video = self.videos[i]
+        try:
+            # Deterministic per video, so even a `random:` sampler gives the same clips on a rerun.
+            clips, _ = self.loader(_Video(video, self.root / video), np.random.default_rng([0, i]))
+        except EmovidError as e:
+            return {"index": i, "video": video, "error": str(e)}
+        return {"index": i, "video": video, "clips": clips}
+
+
+def _first(batch: list[dict]) -> dict:
+    return batch[0]
+
+
+class FeatureModule(LightningModule):
+    """Embeds all clips of one video per step, ``clip_batch`` clips per forward pass.
+
+    Args:
+        backbone: module with ``forward_features``.
+        clip_batch: clips per forward pass.
+        frames_as_images: single-frame models take images ``[B, C, H, W]``: the clip's time axis is dropped.
+    """
+
+    def __init__(self, backbone: nn.Module, clip_batch: int = 16, frames_as_images: bool = False):
+        super().__init__()
+        self.backbone = backbone
+        self.clip_batch = max(1, int(clip_batch))
+        self.frames_as_images = frames_as_images
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        if self.frames_as_images:
+            clips = clips[:, :, 0]
+        return self.backbone.forward_features(clips)
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        if "error" in batch:
+            return batch
+        clips = batch["clips"]
+        embs = [self(clips[i : i + self.clip_batch]).float().cpu() for i in range(0, len(clips), self.clip_batch)]
+        return {"index": batch["index"], "video": batch["video"], "emb": torch.cat(embs)}
+
+
+def aggregate_embeddings(emb: torch.Tensor, how: str) -> torch.Tensor:
+    """``[N, D]`` clip embeddings → ``[D]`` (``mean``/``max``) or unchanged (``none``)."""
+    if how == "mean":
+        return emb.mean(0)
+    if how == "max":
+        return emb.max(0).values
+    return emb
+
+
+class FeatureWriter(BasePredictionWriter):
+    """Writes each video's features on the rank that computed them, then journals it (see module docs).
+
+    Args:
+        output_dir: the output folder.
+        fmt: ``npy`` or ``pt``.
+        aggregate: ``mean`` | ``max`` | ``none``.
+        info: fields every manifest line carries (model, weights hash, sampler, ...).
+    """
+
+    def __init__(self, output_dir: str | os.PathLike, fmt: str, aggregate: str, info: dict[str, Any]):
+        super().__init__(write_interval="batch")
+        self.out = Path(output_dir)
+        self.fmt = fmt
+        self.aggregate = aggregate
+        self.info = dict(info)
+        self.done = 0
+        self.failed = 0
+        self._written: set[str] = set()
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
+        rank = int(trainer.global_rank)
+        video = prediction["video"]
+        if "error" in prediction:
+            self.failed += 1
+            append_jsonl(self.out / f"failures.rank{rank}.jsonl", {"video": video, "error": prediction["error"]})
+            return
+        if video in self._written:
+            return
+        emb = prediction["emb"].float()
+        n, dim = int(emb.shape[0]), int(emb.shape[1])
+        feats = aggregate_embeddings(emb, self.aggregate)
+        if self.fmt == "pt":
+            feats = feats.reshape(-1, dim).contiguous()  # seed 001's layout is always [N, D]
+        rel = output_name(video, self.fmt)
+        with atomic_open(self.out / rel, "wb") as f:
+            if self.fmt == "npy":
+                np.save(f, feats.numpy().astype(np.float32), allow_pickle=False)
+            else:
+                torch.save({"emb": feats, "length": int(feats.shape[0])}, f)
+        self._written.add(video)
+        self.done += 1
+        entry = {
+            "video": video,
+            "output": rel,
+            "clips": n,
+            "dim": dim,
+            "shape": list(feats.shape),
+            **self.info,
+            "rank": rank,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        append_jsonl(self.out / f"manifest.rank{rank}.jsonl", entry)
+
+    def on_predict_end(self, trainer, pl_module):
+        trainer.strategy.barrier("emovid-extract-merge")
+        if trainer.is_global_zero:
+            merge_journals(self.out)
+        trainer.strategy.barrier("emovid-extract-merged")
+
+
+# ---- the run ----------------------------------------------------------------------------------------------------
+
+
+def _devices(devices: str | int | Sequence[int]):
+    if isinstance(devices, str):
+        d = devices.strip()
+        if d.lstrip("-").isdigit():
+            return int(d)
+        return d
+    return devices
+
+
+def extract_features(
+    video_root: str | os.PathLike | None,
+    output_dir: str | os.PathLike | None,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    model: str | nn.Module | None = None,
+    pretrained: str | None = None,
+    list_file: str | os.PathLike | None = None,
+    videos: Sequence[str] | None = None,
+    fmt: str = "npy",
+    clips: str | None = None,
+    aggregate: str | None = None,
+    batch_size: int = 16,
+    num_workers: int = 2,
+    accelerator: str = "auto",
+    devices: str | int | Sequence[int] = "auto",
+    num_nodes: int = 1,
+    strategy: str = "auto",
+    precision: str = "32-true",
+    overwrite: bool = False,
+    progress: bool = False,
+    callbacks: list | None = None,
+    trainer_kwargs: dict | None = None,
+) -> dict[str, Any]:
+    """Embed every video of ``video_root`` (or of a list) into ``output_dir``; resumable (see module docs).
+
+    Args:
+        video_root: folder of the videos; output paths mirror paths below it.
+        output_dir: where feature files, ``manifest.jsonl`` and ``failures.jsonl`` go.
+        checkpoint: an emovid checkpoint folder (its task model's ``feature_extractor`` is used).
+        model: a registered model name, or a backbone module (instead of ``checkpoint``).
+        pretrained: weights for a model name.
+        list_file: text/CSV file naming the videos (see :func:`list_videos`); default: every video found.
+        videos: the videos as a Python list of paths (wins over ``list_file``).
+        fmt: ``npy`` (``float32 [D]`` or ``[N, D]``) or ``pt`` (``{"emb": Tensor[N, D], "length": N}``).
+        clips: clip sampler spec (``sliding:TxS:HOP``, ``uniform:N``, ``center:TxS``, ...); default
+            :func:`default_clips`.
+        aggregate: ``mean`` | ``max`` over a video's clips, or ``none`` to keep one row per clip; default
+            ``mean`` for npy, ``none`` for pt.
+        batch_size: clips per forward pass (one video per step; long videos are split into passes).
+        num_workers: DataLoader decoding processes per rank.
+        accelerator, devices, num_nodes, strategy, precision: Lightning ``Trainer`` options; many devices or
+            nodes shard the videos over ranks.
+        overwrite: recompute every video and start the manifest afresh.
+        progress: show Lightning's progress bar.
+        callbacks: extra Lightning callbacks.
+        trainer_kwargs: extra ``Trainer`` arguments.
+
+    Returns:
+        Summary on rank 0: ``videos``, ``done`` (written this run), ``skipped`` (finished before),
+        ``failed`` (this run), paths, model, weights hash, ``dim``, ``seconds``. Other ranks get
+        ``{"rank": R, "done": ..., "failed": ...}`` for their share.
+
+    Raises:
+        EmovidError: bad input (missing folders, empty list, unknown model, not a checkpoint, settings that
+            differ from the features already in ``output_dir``). Unreadable videos do not raise: they are
+            listed in ``failures.jsonl``.
+    """
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader
+
+    from emovid.data.datasets import ClipLoader
+    from emovid.models import create_transform
+
+    t0 = time.perf_counter()
+    if video_root is None:
+        raise ConfigError("give the folder of the videos with --video-root DIR")
+    if output_dir is None:
+        raise ConfigError("give the folder for the features with --output-dir DIR")
+    fmt = str(fmt).lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    aggregate = (aggregate or ("mean" if fmt == "npy" else "none")).lower()
+    if aggregate not in AGGREGATES:
+        raise ConfigError(f"--aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    all_videos = list_videos(video_root, list_file, videos)
+    outputs: dict[str, str] = {}
+    for v in all_videos:
+        o = output_name(v, fmt)
+        if o in outputs:
+            raise ConfigError(f"{outputs[o]} and {v} would both be written to {o}; rename one or list only one")
+        outputs[o] = v
+    ext = load_extractor(checkpoint, model, pretrained)
+    pc = ext.pretrained_cfg
+    if getattr(pc, "face_crop", False):
+        log.warning(
+            "%s expects face crops; whole frames are embedded (face cropping comes with emovid.faces)",
+            ext.model_name,
+        )
+    sampler = make_sampler(pc, clips)
+    info = {
+        "model": ext.model_name,
+        "checkpoint": ext.checkpoint,
+        "pretrained": ext.pretrained,
+        "weights_sha256": ext.weights_sha256,
+        "sampler": str(sampler),
+        "aggregate": aggregate,
+        "format": fmt,
+    }
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        # Every rank does this before the process group forms; nothing is written before that, so no rank
+        # can delete another's work.
+        for p in [out / MANIFEST, out / FAILURES, *_journals(out, "manifest"), *_journals(out, "failures")]:
+            p.unlink(missing_ok=True)
+    finished = read_manifest(out)
+    for entry in finished.values():
+        diff = [k for k in _SETTINGS if entry.get(k) != info[k]]
+        if diff:
+            was = ", ".join(f"{k}={entry.get(k)!r}" for k in diff)
+            now = ", ".join(f"{k}={info[k]!r}" for k in diff)
+            raise ConfigError(
+                f"{out}: holds features made with {was}; this run has {now}. "
+                "Pass --overwrite to replace them or choose another --output-dir"
+            )
+    todo = [v for v in all_videos if not (v in finished and (out / output_name(v, fmt)).exists())]
+    skipped = len(all_videos) - len(todo)
+    summary: dict[str, Any] = {
+        "videos": len(all_videos),
+        "done": 0,
+        "skipped": skipped,
+        "failed": 0,
+        "output_dir": str(out),
+        "manifest": str(out / MANIFEST),
+        "failures": None,
+        **{k: info[k] for k in ("model", "checkpoint", "pretrained", "weights_sha256", "sampler", "aggregate")},
+        "format": fmt,
+        "dim": ext.num_features,
+    }
+    if not todo:
+        if _env_rank() == 0:
+            merge_journals(out)  # a crash right after the last video leaves journals behind
+        summary["seconds"] = round(time.perf_counter() - t0, 3)
+        return summary
+
+    short = pc.short_side or min(pc.input_size)
+    loader = ClipLoader(sampler, create_transform(pc, train=False), short, all_clips=True, in_chans=pc.in_chans)
+    dataset = VideoClipsDataset(video_root, todo, loader)
+    dl = DataLoader(
+        dataset,
+        batch_size=1,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_first,
+        pin_memory=torch.cuda.is_available(),
+    )
+    module = FeatureModule(ext.backbone, batch_size, frames_as_images=int(pc.num_frames) == 1)
+    writer = FeatureWriter(out, fmt, aggregate, info)
+    kwargs: dict[str, Any] = dict(
+        accelerator=accelerator,
+        devices=_devices(devices),
+        num_nodes=num_nodes,
+        strategy=strategy,
+        precision=precision,
+        callbacks=[writer, *(callbacks or [])],
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=progress,
+        default_root_dir=str(out),
+    )
+    kwargs.update(trainer_kwargs or {})
+    trainer = pl.Trainer(**kwargs)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        trainer.predict(module, dataloaders=dl, return_predictions=False)
+    if not trainer.is_global_zero:
+        return {"rank": int(trainer.global_rank), "done": writer.done, "failed": writer.failed}
+    # Counted from disk: with ddp_spawn the writing happened in other processes.
+    finished = read_manifest(out)
+    failures = read_failures(out)
+    summary["done"] = sum(1 for v in todo if v in finished)
+    summary["failed"] = sum(1 for v in todo if v in failures and v not in finished)
+    summary["failures"] = str(out / FAILURES) if failures else None
+    summary["seconds"] = round(time.perf_counter() - t0, 3)
+    return summary
+
+
+__all__ = [
+    "FAILURES",
+    "MANIFEST",
+    "Extractor",
+    "FeatureModule",
+    "FeatureWriter",
+    "FramesAsClips",
+    "VideoClipsDataset",
+    "aggregate_embeddings",
+    "default_clips",
+    "extract_features",
+    "list_videos",
+    "load_extractor",
+    "make_sampler",
+    "merge_journals",
+    "output_name",
+    "read_failures",
+    "read_manifest",
+]

@@ -1,0 +1,152 @@
+"""What every task defines, and the model wrapper all tasks share.
+
+A task is the label reader + head + loss + metrics of one training problem, in one module. The engine
+(:mod:`emovid.train`) asks it for records, datasets, a head, a loss per batch, per-video predictions on the
+validation set and metrics over them. Add a task by subclassing :class:`Task` and decorating it with
+:func:`register_task`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import Dataset
+
+from emovid.config import TrainConfig
+from emovid.data.datasets import ClipDataset
+from emovid.errors import ConfigError
+
+TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    TASKS[cls.name] = cls
+    return cls
+
+
+def get_task(name: str) -> type[Task]:
+    from emovid import tasks  # noqa: F401  (registers the built-in tasks)
+
+    if name not in TASKS:
+        raise ConfigError(f"unknown task {name!r}; choose one of {', '.join(sorted(TASKS))}")
+    return TASKS[name]
+
+
+class TaskModel(nn.Module):
+    """A backbone (``feature_extractor``) and a task ``head``; the unit saved in a checkpoint directory.
+
+    ``forward(x)`` takes a clip batch ``[B, C, T, H, W]``, or cached embeddings with ``cached=True``. With
+    ``sequence=True`` backbones that have ``forward_sequence`` give per-frame features ``[B, T, D]``.
+    """
+
+    def __init__(self, feature_extractor: nn.Module, head: nn.Module, sequence: bool = False):
+        super().__init__()
+        self.feature_extractor = feature_extractor
+        self.head = head
+        self.sequence = sequence and hasattr(feature_extractor, "forward_sequence")
+
+    @property
+    def num_features(self) -> int:
+        return int(self.feature_extractor.num_features)
+
+    def features(self, x: torch.Tensor, cached: bool = False) -> torch.Tensor:
+        if cached:
+            return x
+        if self.sequence:
+            return self.feature_extractor.forward_sequence(x)
+        return self.feature_extractor.forward_features(x)
+
+    def forward(self, x: torch.Tensor, cached: bool = False) -> torch.Tensor:
+        return self.head(self.features(x, cached))
+
+
+class Task:
+    """Base class: override the marked methods.
+
+    Attributes:
+        name: task name used by ``emovid train NAME``.
+        default_model: backbone used when ``--model`` is not given.
+        monitor: validation metric that picks the best checkpoint; ``mode`` says whether higher is better.
+        sample_kind: ``clip`` (one video per sample), ``pair`` or ``list`` for the training set.
+        sequence: the task wants per-frame features when the backbone offers them.
+    """
+
+    name: ClassVar[str] = ""
+    default_model: ClassVar[str] = "x3d_s"
+    monitor: ClassVar[str] = "val/loss"
+    mode: ClassVar[str] = "min"
+    sample_kind: ClassVar[str] = "clip"
+    sequence: ClassVar[bool] = False
+    losses: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.train_records: list[Any] = []
+        self.val_records: list[Any] = []
+        if self.losses and cfg.loss is not None and cfg.loss not in self.losses:
+            raise ConfigError(f"task {self.name}: unknown loss {cfg.loss!r}; choose one of {', '.join(self.losses)}")
+        self.loss_name = cfg.loss or (self.losses[0] if self.losses else None)
+
+    # ---- data -------------------------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Read labels into ``train_records`` and ``val_records`` (records have ``video_id``/``video_path``)."""
+        raise NotImplementedError
+
+    def all_records(self) -> list[Any]:
+        return list({id(r): r for r in self.train_records + self.val_records}.values())
+
+    def drop_videos(self, bad_paths: set[str]) -> None:
+        """Forget records whose video failed the preflight check (tasks with derived pairs/lists override)."""
+        self.train_records = [r for r in self.train_records if str(r.video_path) not in bad_paths]
+        self.val_records = [r for r in self.val_records if str(r.video_path) not in bad_paths]
+
+    def targets(self, record: Any, frame_times: np.ndarray | None) -> dict[str, torch.Tensor]:
+        """Targets of one record as tensors (``frame_times``: times of the clip's frames, for sequences)."""
+        raise NotImplementedError
+
+    def train_dataset(self, loader: Callable, epoch: int) -> Dataset:
+        """The training set for ``epoch`` (pairs/lists may be re-drawn per epoch)."""
+        return ClipDataset(self.train_records, loader, self.targets, seed=self.cfg.seed, epoch=epoch)
+
+    def val_dataset(self, loader: Callable) -> Dataset:
+        """Validation: one sample per validation video; metrics are computed over all of them."""
+        return ClipDataset(self.val_records, loader, self.targets, seed=self.cfg.seed, epoch=0)
+
+    # ---- model ------------------------------------------------------------------------------------------------
+
+    def build_head(self, num_features: int) -> nn.Module:
+        raise NotImplementedError
+
+    def build_model(self, backbone: nn.Module) -> TaskModel:
+        return TaskModel(backbone, self.build_head(int(backbone.num_features)), sequence=self.sequence)
+
+    # ---- steps ------------------------------------------------------------------------------------------------
+
+    def training_loss(self, model: TaskModel, batch: dict, cached: bool) -> torch.Tensor:
+        raise NotImplementedError
+
+    def predict(self, model: TaskModel, batch: dict, cached: bool) -> dict[str, torch.Tensor]:
+        """Per-sample outputs on a validation batch; must include ``index`` (the record index)."""
+        raise NotImplementedError
+
+    def compute_metrics(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
+        """Metrics over the whole validation set (``outputs`` sorted by ``index``, one row per video)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"{self.name}: {len(self.train_records)} train / {len(self.val_records)} val videos"
+
+
+def split_records(records: list[Any], cfg: TrainConfig, key: Callable[[Any], str] = lambda r: r.video_id):
+    """Deterministic train/val split by video id (no video in both)."""
+    from emovid.data.splits import split_ids
+
+    ids = [key(r) for r in records]
+    sp = split_ids(ids, cfg.val_fraction, seed=cfg.split_seed)
+    val = set(sp.val)
+    return [r for r in records if key(r) not in val], [r for r in records if key(r) in val]

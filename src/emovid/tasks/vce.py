@@ -1,0 +1,90 @@
+"""``vce`` (seed 004): the 27 emotion intensities of the Video Cognitive Empathy dataset.
+
+Labels: a VCE folder (``train_labels.json``, ``test_labels.json``, ``metadata.json``, ``videos/``). Training
+uses ``train`` minus a held-out validation share (``--val-fraction``) that picks the best checkpoint; the final
+model is then scored on ``test``. Loss: ``bce`` (binary cross entropy on the [0, 1] intensities, the default)
+or ``mse`` (on sigmoid outputs). Metrics: top-1-in-top-3 accuracy (the predicted strongest emotion is among
+the labelled top 3), top-3 overlap (|predicted top 3 ∩ labelled top 3| / 3), mean per-emotion Pearson
+correlation and MSE. Chance for top-1-in-top-3 is 3/27.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from emovid.errors import ConfigError
+from emovid.tasks.base import Task, register_task, split_records
+
+NUM_EMOTIONS = 27
+
+
+def top3_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """Top-1-in-top-3 accuracy and top-3 overlap of ``[N, 27]`` predictions against ``[N, 27]`` intensities."""
+    pred_top3 = np.argsort(-pred, axis=1, kind="stable")[:, :3]
+    true_top3 = np.argsort(-target, axis=1, kind="stable")[:, :3]
+    top1_in = np.mean([pred_top3[i, 0] in true_top3[i] for i in range(len(pred))])
+    overlap = np.mean([len(set(pred_top3[i]) & set(true_top3[i])) / 3 for i in range(len(pred))])
+    return {"top1_in_top3": float(top1_in), "top3_overlap": float(overlap)}
+
+
+def mean_pearson(pred: np.ndarray, target: np.ndarray) -> float:
+    """Pearson correlation per emotion (torchmetrics), averaged over emotions whose labels vary."""
+    from torchmetrics.functional import pearson_corrcoef
+
+    keep = target.std(0) > 0
+    if keep.sum() == 0 or len(pred) < 3:
+        return float("nan")
+    r = pearson_corrcoef(torch.as_tensor(pred[:, keep]), torch.as_tensor(target[:, keep]))
+    return float(torch.nanmean(torch.atleast_1d(r)))
+
+
+@register_task
+class VCETask(Task):
+    name = "vce"
+    default_model = "videomae_base_patch16_224"
+    monitor = "val/top3_overlap"
+    mode = "max"
+    losses = ("bce", "mse")
+
+    def load(self) -> None:
+        from emovid.data.readers.vce import read_vce
+
+        if not self.cfg.data:
+            raise ConfigError("vce: give the dataset folder with --data DIR (train_labels.json, videos/)")
+        train = read_vce(self.cfg.data, "train")
+        self.train_records, self.val_records = split_records(train, self.cfg)
+        from pathlib import Path
+
+        test_file = Path(self.cfg.data) / "test_labels.json"
+        self.test_records = read_vce(self.cfg.data, "test") if test_file.exists() else []
+
+    def targets(self, record, frame_times):
+        return {"emotions": torch.tensor(record.emotions, dtype=torch.float32)}
+
+    def build_head(self, num_features: int) -> nn.Module:
+        return nn.Sequential(nn.Dropout(0.1), nn.Linear(num_features, NUM_EMOTIONS))
+
+    def training_loss(self, model, batch, cached):
+        logits = model(batch["video"], cached)
+        y = batch["targets"]["emotions"]
+        if self.loss_name == "mse":
+            return F.mse_loss(torch.sigmoid(logits), y)
+        return F.binary_cross_entropy_with_logits(logits, y)
+
+    def predict(self, model, batch, cached):
+        return {
+            "index": batch["meta"]["index"],
+            "pred": torch.sigmoid(model(batch["video"], cached)),
+            "target": batch["targets"]["emotions"],
+        }
+
+    def compute_metrics(self, outputs):
+        pred, target = outputs["pred"], outputs["target"]
+        out = top3_metrics(pred, target)
+        out["pearson"] = mean_pearson(pred, target)
+        out["mse"] = float(np.mean((pred - target) ** 2))
+        out["chance_top1_in_top3"] = 3 / NUM_EMOTIONS
+        return out
