@@ -27,7 +27,10 @@ class TrainConfig:
     model: str | None = None  # default: the task's
     pretrained: str | None = None
     allow_size_mismatch: bool = False
-    num_classes_head: int | None = None
+    model_args: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments for the model function
+    num_frames: int | None = None  # clip geometry overrides of the model's pretrained_cfg
+    frame_stride: int | None = None
+    input_size: int | None = None
 
     # optimisation
     epochs: int = 20

@@ -36,6 +36,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 
 from emovid.config import TrainConfig
+from emovid.data.datasets import EpochRef
 from emovid.errors import ConfigError, EmovidError, ModelError
 from emovid.tasks.base import Task, TaskModel, get_task
 from emovid.utils.io import atomic_open, atomic_path, write_json
@@ -59,7 +60,19 @@ def build_task_model(cfg: TrainConfig, task: Task, pretrained: bool = True) -> T
         num_classes=0,
         allow_size_mismatch=cfg.allow_size_mismatch,
         strict=not cfg.allow_size_mismatch,
+        **cfg.model_args,
     )
+    pc = backbone.pretrained_cfg
+    changes: dict[str, Any] = {}
+    if cfg.num_frames:
+        changes["num_frames"] = cfg.num_frames
+    if cfg.frame_stride:
+        changes["frame_stride"] = cfg.frame_stride
+    if cfg.input_size:
+        scale = (pc.short_side or min(pc.input_size)) / min(pc.input_size)
+        changes.update(input_size=(cfg.input_size, cfg.input_size), short_side=round(cfg.input_size * scale))
+    if changes:
+        backbone.pretrained_cfg = pc.replace(**changes)
     return task.build_model(backbone)
 
 
@@ -205,13 +218,19 @@ def make_module(task: Task, model: TaskModel, cfg: TrainConfig, cached: bool):
 
         def on_save_checkpoint(self, checkpoint):
             # Global RNG states (dropout), so a resumed run continues exactly.
-            checkpoint["emovid_rng"] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+            # Plain tensors and numbers only, so the checkpoint loads with torch.load(weights_only=True).
+            name, keys, pos, has_gauss, gauss = np.random.get_state()
+            checkpoint["emovid_rng"] = {
+                "torch": torch.get_rng_state(),
+                "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+            }
 
         def on_load_checkpoint(self, checkpoint):
             rng = checkpoint.get("emovid_rng")
             if rng:
                 torch.set_rng_state(rng["torch"])
-                np.random.set_state(rng["numpy"])
+                name, keys, pos, has_gauss, gauss = rng["numpy"]
+                np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
 
     return TaskModule()
 
@@ -235,21 +254,19 @@ def _gather(module, outputs: list[dict[str, torch.Tensor]]) -> dict[str, np.ndar
     return {k: v.detach().float().cpu().numpy()[first] if k != "index" else idx[first] for k, v in cat.items()}
 
 
-def make_datamodule(task: Task, cfg: TrainConfig, train_loader, eval_loader):
+def make_datamodule(task: Task, cfg: TrainConfig, train_loader, eval_loader, epoch_ref):
     pl = _lightning()
     from torch.utils.data import DataLoader
 
-    from emovid.data.datasets import collate_skip_none
+    from emovid.data.datasets import EpochShuffleSampler, collate_skip_none
 
     workers = cfg.num_workers
 
-    def loader(ds, shuffle: bool, epoch: int = 0):
-        gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch) if shuffle else None
+    def loader(ds, shuffle: bool):
         return DataLoader(
             ds,
             batch_size=cfg.batch_size,
-            shuffle=shuffle,
-            generator=gen,
+            sampler=EpochShuffleSampler(len(ds), cfg.seed, epoch_ref) if shuffle else None,
             num_workers=workers,
             collate_fn=collate_skip_none,
             persistent_workers=False,
@@ -259,8 +276,7 @@ def make_datamodule(task: Task, cfg: TrainConfig, train_loader, eval_loader):
 
     class TaskDataModule(pl.LightningDataModule):
         def train_dataloader(self):
-            epoch = self.trainer.current_epoch if self.trainer is not None else 0
-            return loader(task.train_dataset(train_loader, epoch), shuffle=True, epoch=epoch)
+            return loader(task.train_dataset(train_loader, epoch_ref), shuffle=True)
 
         def val_dataloader(self):
             return loader(task.val_dataset(eval_loader), shuffle=False)
@@ -361,13 +377,16 @@ def train(cfg: TrainConfig, callbacks: list | None = None, trainer_kwargs: dict 
         train_loader, eval_loader = cache_features(task, model, eval_loader, out / "feature_cache", cfg)
     cfg.save(out / TRAIN_CONFIG)
     module = make_module(task, model, cfg, cached)
-    data = make_datamodule(task, cfg, train_loader, eval_loader)
+    epoch_ref = EpochRef(_resume_epoch(last) if cfg.resume else 0)
+    data = make_datamodule(task, cfg, train_loader, eval_loader, epoch_ref)
     monitor = task.monitor
-    ckpt = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="best", monitor=monitor, mode=task.mode, save_top_k=1, save_last=True
+    best_ckpt = ModelCheckpoint(
+        dirpath=out / "checkpoints", filename="best", monitor=monitor, mode=task.mode, save_top_k=1
     )
+    # Lightning's save_last only refreshes last.ckpt when a top-k file is written; resume needs every epoch.
+    last_ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None, save_top_k=1)
     export = ExportBest(task, cfg, out, monitor)
-    cbs = [ckpt, export, *(callbacks or [])]
+    cbs = [_EpochSetter(epoch_ref), best_ckpt, last_ckpt, export, *(callbacks or [])]
     if cfg.early_stopping_patience:
         cbs.append(EarlyStopping(monitor=monitor, mode=task.mode, patience=cfg.early_stopping_patience))
     loggers = [_csv_logger(out, last if cfg.resume else None)]
@@ -393,7 +412,6 @@ def train(cfg: TrainConfig, callbacks: list | None = None, trainer_kwargs: dict 
         logger=loggers,
         log_every_n_steps=cfg.log_every_n_steps,
         enable_progress_bar=cfg.progress_bar,
-        reload_dataloaders_every_n_epochs=1,
         deterministic=False,
         num_sanity_val_steps=0,
         enable_model_summary=False,
@@ -454,6 +472,15 @@ def _csv_logger(out: Path, resume_from: Path | None):
     return _Logger(save_dir=str(out), name="", version="")
 
 
+def _resume_epoch(ckpt: Path) -> int:
+    """The epoch a resumed run starts in (loaders may be iterated before Lightning's epoch hooks run)."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    try:
+        return int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError):
+        return int(state.get("epoch", -1)) + 1
+
+
 def _devices(devices: str | int):
     if isinstance(devices, str) and devices.isdigit():
         return int(devices)
@@ -490,6 +517,16 @@ def evaluate_split(task: Task, module, records: list, loader, cfg: TrainConfig, 
         task.val_records = saved
         module.stage = "val"
     return getattr(module, "last_metrics", {})
+
+
+class _EpochSetter(Callback):
+    """Advance the training set's :class:`EpochRef` before each epoch's loader (and its workers) starts."""
+
+    def __init__(self, ref: EpochRef):
+        self.ref = ref
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.ref.epoch = trainer.current_epoch
 
 
 class ExportBest(Callback):

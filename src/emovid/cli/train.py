@@ -29,6 +29,10 @@ def train(
     allow_size_mismatch: bool = typer.Option(
         False, "--allow-size-mismatch", "--allow_size_mismatch", help="Skip checkpoint tensors of another shape."
     ),
+    model_arg: list[str] = typer.Option([], "--model-arg", help="KEY=VALUE passed to the model (repeatable)."),
+    num_frames: int | None = typer.Option(None, "--num-frames", help="Frames per clip (default: the model's)."),
+    frame_stride: int | None = typer.Option(None, "--frame-stride", help="Frame step inside a clip."),
+    input_size: int | None = typer.Option(None, "--input-size", help="Square input size (default: the model's)."),
     epochs: int = typer.Option(20, "--epochs"),
     batch_size: int = typer.Option(16, "--batch-size", "--batch_size"),
     lr: float = typer.Option(1e-5, "--lr", help="Learning rate (backbone)."),
@@ -76,7 +80,8 @@ def train(
     from emovid.config import TrainConfig
     from emovid.train import train as run
 
-    values = {k: v for k, v in ctx.params.items() if k != "config"}
+    values = {k: v for k, v in ctx.params.items() if k not in ("config", "model_arg")}
+    values["model_args"] = _parse_kv(model_arg)
     if config is not None:
         from click.core import ParameterSource as PS  # noqa: N817
 
@@ -91,6 +96,20 @@ def train(
     summary = run(cfg)
     typer.echo(json.dumps(summary, indent=2, default=str))
     return 0
+
+
+def _parse_kv(items: list[str]) -> dict:
+    import yaml
+
+    from emovid.errors import ConfigError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--model-arg wants KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
 
 
 def _source(ctx: typer.Context, name: str):

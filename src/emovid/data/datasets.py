@@ -33,6 +33,38 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, index])
 
 
+class EpochRef:
+    """The current epoch, shared by a training set and its sampler and advanced by the engine.
+
+    Datasets read it when a sample is drawn (not when they are built), so a resumed run - whose loaders
+    Lightning may create before it restores the epoch counter - still draws exactly the samples of the epoch
+    it is in. DataLoader workers start after the engine sets it, and see the current value.
+    """
+
+    def __init__(self, epoch: int = 0):
+        self.epoch = epoch
+
+    def __int__(self) -> int:
+        return self.epoch
+
+
+class EpochShuffleSampler(torch.utils.data.Sampler):
+    """A permutation of ``range(n)`` drawn from ``(seed, epoch)`` at each pass."""
+
+    def __init__(self, n: int, seed: int, epoch: EpochRef):
+        self.n, self.seed, self.epoch_ref = n, seed, epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls this before each epoch's pass
+        self.epoch_ref.epoch = int(epoch)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100003 + int(self.epoch_ref))
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+
 class ClipLoader:
     """Decode one clip of a video and transform it to the model's input.
 
@@ -62,7 +94,7 @@ class ClipLoader:
     def __call__(self, record: Any, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, np.ndarray]:
         """Returns ``(clip, frame_times)``: the input tensor and the times (s) of its frames (first clip)."""
         from emovid.video import VideoReader
-        from emovid.video.transforms import to_tensor
+        from emovid.video.transforms import Compose, to_tensor
 
         with VideoReader(record.video_path, threads=1, thread_type="SLICE") as r:
             clips = self.sampler(len(r), r.frame_times, rng=rng)
@@ -77,12 +109,17 @@ class ClipLoader:
             flat = [i for c in clips for i in c]
             frames = r.get_frames(flat, size=size)
             times = r.frame_times[np.asarray(clips[0])]
+        # Augmentation draws from the sample's own generator, not the global RNG: reproducible per
+        # (seed, epoch, index) in any worker and after a resume.
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62))) if rng is not None else None
         out = []
         for k in range(len(clips)):
             x = to_tensor(frames[k * len(clips[0]) : (k + 1) * len(clips[0])])
             if self.in_chans == 1:
                 x = (0.299 * x[0:1] + 0.587 * x[1:2] + 0.114 * x[2:3]).contiguous()
-            out.append(self.transform(x) if self.transform is not None else x)
+            if self.transform is not None:
+                x = self.transform(x, generator=gen) if isinstance(self.transform, Compose) else self.transform(x)
+            out.append(x)
         return (torch.stack(out) if self.all_clips else out[0]), times
 
 
@@ -104,15 +141,21 @@ class ClipDataset(Dataset):
         loader: :class:`ClipLoader` or :class:`FeatureLoader`.
         targets_fn: ``(record, frame_times) -> {name: tensor}``.
         seed: base seed for random sampling/augmentation.
-        epoch: the epoch this dataset serves (part of the seed).
+        epoch: the epoch this dataset serves (part of the seed): a number or a shared :class:`EpochRef`.
     """
 
-    def __init__(self, records: Sequence[Any], loader, targets_fn: TargetsFn, seed: int = 0, epoch: int = 0):
+    def __init__(
+        self, records: Sequence[Any], loader, targets_fn: TargetsFn, seed: int = 0, epoch: int | EpochRef = 0
+    ):
         self.records = list(records)
         self.loader = loader
         self.targets_fn = targets_fn
         self.seed = seed
-        self.epoch = epoch
+        self.epoch_ref = epoch if isinstance(epoch, EpochRef) else EpochRef(epoch)
+
+    @property
+    def epoch(self) -> int:
+        return int(self.epoch_ref)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -138,11 +181,26 @@ class ClipDataset(Dataset):
 
 
 class PairDataset(Dataset):
-    """Pairs ``(a, b, t)`` of record indices with RankNet targets; loads both clips."""
+    """Pairs ``(a, b, t)`` of record indices with RankNet targets; loads both clips.
 
-    def __init__(self, base: ClipDataset, pairs: Sequence[tuple[int, int, float]]):
+    ``pairs`` is a fixed list, or a function ``epoch -> list`` (same length every epoch) for pairs re-drawn per
+    epoch; it is evaluated for the base dataset's current epoch.
+    """
+
+    def __init__(self, base: ClipDataset, pairs):
         self.base = base
-        self.pairs = list(pairs)
+        self._pairs_fn = pairs if callable(pairs) else None
+        self._pairs = None if callable(pairs) else list(pairs)
+        self._cached_epoch: int | None = None
+
+    @property
+    def pairs(self) -> list:
+        if self._pairs_fn is None:
+            return self._pairs
+        if self._cached_epoch != self.base.epoch:
+            self._pairs = list(self._pairs_fn(self.base.epoch))
+            self._cached_epoch = self.base.epoch
+        return self._pairs
 
     def __len__(self) -> int:
         return len(self.pairs)

@@ -24,7 +24,7 @@ from emovid.models.registry import (
 )
 
 # One module per family; each registers its models on import.
-FAMILIES = ("x3d", "videomae", "resnet3d_gru", "emonext", "clip_vip", "fer")
+FAMILIES = ("x3d", "videomae", "resnet3d_gru", "emonext", "clip_vip", "fer", "facex")
 _imported = False
 
 

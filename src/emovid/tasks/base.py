@@ -109,8 +109,9 @@ class Task:
         """Targets of one record as tensors (``frame_times``: times of the clip's frames, for sequences)."""
         raise NotImplementedError
 
-    def train_dataset(self, loader: Callable, epoch: int) -> Dataset:
-        """The training set for ``epoch`` (pairs/lists may be re-drawn per epoch)."""
+    def train_dataset(self, loader: Callable, epoch) -> Dataset:
+        """The training set; ``epoch`` is a shared :class:`~emovid.data.datasets.EpochRef` (pairs/lists may be
+        re-drawn per epoch from it)."""
         return ClipDataset(self.train_records, loader, self.targets, seed=self.cfg.seed, epoch=epoch)
 
     def val_dataset(self, loader: Callable) -> Dataset:

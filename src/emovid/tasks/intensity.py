@@ -95,7 +95,7 @@ class IntensityTask(Task):
             raise ConfigError(f"intensity: --pairs must be batch, random or all, got {cfg.pairs!r}")
         self.sample_kind = "clip" if cfg.pairs == "batch" else "pair"
 
-    def train_dataset(self, loader, epoch: int):
+    def train_dataset(self, loader, epoch):
         base = super().train_dataset(loader, epoch)
         if self.cfg.pairs == "batch":
             return base
@@ -103,7 +103,7 @@ class IntensityTask(Task):
         sampler = PairSampler(
             scores, self.cfg.pairs, k=self.cfg.pairs_per_video, seed=self.cfg.seed, tie_tol=self.cfg.tie_tol
         )
-        return PairDataset(base, sampler.pairs(epoch))
+        return PairDataset(base, sampler.pairs)
 
     def training_loss(self, model: IntensityScorer, batch: dict, cached: bool) -> torch.Tensor:
         if "video" in batch:  # in-batch pairs: every i < j

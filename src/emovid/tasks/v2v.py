@@ -124,7 +124,7 @@ class V2VTask(Task):
     def build_head(self, num_features: int) -> nn.Module:
         return Score(num_features)
 
-    def train_dataset(self, loader, epoch: int):
+    def train_dataset(self, loader, epoch):
         base = super().train_dataset(loader, epoch)
         idx = self._train_index
         if self.sample_kind == "list":

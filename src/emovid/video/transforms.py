@@ -36,12 +36,14 @@ def _check(x: torch.Tensor) -> None:
 
 
 class Compose:
+    """Apply transforms in order; ``generator`` (if given) drives every random one, for per-sample seeding."""
+
     def __init__(self, transforms: Sequence[Callable[[torch.Tensor], torch.Tensor]]):
         self.transforms = list(transforms)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         for t in self.transforms:
-            x = t(x)
+            x = t(x, generator=generator) if getattr(t, "random", False) else t(x)
         return x
 
     def __repr__(self) -> str:
@@ -121,17 +123,20 @@ class CenterCrop:
 class RandomCrop:
     """Crop a ``size`` window at a uniformly random position (the same for every frame of the clip)."""
 
+    random = True
+
     def __init__(self, size: int | tuple[int, int], generator: torch.Generator | None = None):
         self.size = _pair(size)
         self.generator = generator
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         _check(x)
+        g = generator or self.generator
         x = _pad_to(x, self.size)
         h, w = x.shape[-2:]
         th, tw = self.size
-        top = int(torch.randint(0, h - th + 1, (1,), generator=self.generator))
-        left = int(torch.randint(0, w - tw + 1, (1,), generator=self.generator))
+        top = int(torch.randint(0, h - th + 1, (1,), generator=g))
+        left = int(torch.randint(0, w - tw + 1, (1,), generator=g))
         return x[..., top : top + th, left : left + tw]
 
     def __repr__(self) -> str:
@@ -149,13 +154,15 @@ def _pad_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 class RandomHorizontalFlip:
     """Mirror the whole clip left-right with probability ``p``."""
 
+    random = True
+
     def __init__(self, p: float = 0.5, generator: torch.Generator | None = None):
         self.p = p
         self.generator = generator
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         _check(x)
-        if float(torch.rand(1, generator=self.generator)) < self.p:
+        if float(torch.rand(1, generator=generator or self.generator)) < self.p:
             return x.flip(-1)
         return x
 
