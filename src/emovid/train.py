@@ -54,6 +54,8 @@ TRAIN_CONFIG = "train_config.yaml"
 def build_task_model(cfg: TrainConfig, task: Task, pretrained: bool = True) -> TaskModel:
     from emovid.models import create_model
 
+    if task.uses_embeddings:  # heads over precomputed embeddings (seed 001)
+        return task.build_model(task.make_backbone())
     backbone = create_model(
         cfg.model or task.default_model,
         pretrained=cfg.pretrained if pretrained else None,
@@ -288,6 +290,8 @@ def make_datamodule(task: Task, cfg: TrainConfig, train_loader, eval_loader, epo
 
 
 def _loaders(cfg: TrainConfig, task: Task, model: TaskModel):
+    if task.uses_embeddings:
+        return task.make_loaders(model)
     from emovid.data.datasets import ClipLoader
     from emovid.models import create_transform
     from emovid.video.sampling import parse_sampler
@@ -328,8 +332,21 @@ def preflight(task: Task, cfg: TrainConfig, out: Path) -> list[dict]:
     from emovid.data.datasets import check_videos
 
     recs = task.all_records() + list(getattr(task, "test_records", []))
-    _, failures = check_videos(recs, strict=cfg.strict, workers=max(2, cfg.num_workers))
-    if failures:
+    if task.uses_embeddings:
+        failures = task.check_inputs(recs)
+        if failures and cfg.strict:
+            raise EmovidError(f"{failures[0]['video']}: {failures[0]['error']}")
+    else:
+        _, failures = check_videos(recs, strict=cfg.strict, workers=max(2, cfg.num_workers))
+    if failures and task.uses_embeddings:
+        with atomic_open(out / "failures.jsonl") as f:
+            for rec in failures:
+                f.write(json.dumps(rec) + "\n")
+        task.drop_videos(task.bad_keys(failures))
+        log.warning("skipping %d videos without embeddings (listed in %s)", len(failures), out / "failures.jsonl")
+        if not task.train_records or not task.val_records:
+            raise EmovidError(f"no usable videos left (see {out / 'failures.jsonl'})")
+    elif failures:
         with atomic_open(out / "failures.jsonl") as f:
             for rec in failures:
                 f.write(json.dumps(rec) + "\n")
@@ -339,7 +356,11 @@ def preflight(task: Task, cfg: TrainConfig, out: Path) -> list[dict]:
             task.test_records = [r for r in task.test_records if str(r.video_path) not in bad]
         log.warning("skipping %d unreadable videos (listed in %s)", len(failures), out / "failures.jsonl")
         if not task.train_records or not task.val_records:
-            raise EmovidError(f"no usable videos left after skipping unreadable ones (see {out / 'failures.jsonl'})")
+            first = failures[0]
+            raise EmovidError(
+                f"no usable videos left after skipping {len(failures)} unreadable ones, e.g. {first['video']}: "
+                f"{first['error']} (all listed in {out / 'failures.jsonl'}); check --video-root"
+            )
     return failures
 
 
@@ -367,11 +388,11 @@ def train(cfg: TrainConfig, callbacks: list | None = None, trainer_kwargs: dict 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     task, model = prepare(cfg)
     failures = preflight(task, cfg, out)
-    cached = bool(cfg.cache_features)
+    cached = bool(cfg.cache_features) or task.uses_embeddings
     if cfg.freeze_backbone or cached:
         model.feature_extractor.requires_grad_(False)
     train_loader, eval_loader = _loaders(cfg, task, model)
-    if cached:
+    if cfg.cache_features and not task.uses_embeddings:
         from emovid.features import cache_features
 
         train_loader, eval_loader = cache_features(task, model, eval_loader, out / "feature_cache", cfg)

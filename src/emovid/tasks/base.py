@@ -82,6 +82,7 @@ class Task:
     sample_kind: ClassVar[str] = "clip"
     sequence: ClassVar[bool] = False
     losses: ClassVar[tuple[str, ...]] = ()
+    uses_embeddings: ClassVar[bool] = False  # trains on precomputed embeddings (then define make_backbone/loaders)
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg

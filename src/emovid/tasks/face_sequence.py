@@ -1,0 +1,191 @@
+"""Seed 001's heads: CMU-MOSEI emotions (``emotion_dist``) and First Impressions V2 personality (``personality``).
+
+Both train on per-video face-embedding sequences written by ``emovid faces embed`` (``ROOT/SPLIT/VIDEO.pt``
+holding ``{"emb": Tensor[30, D], "length": n}``, zero rows for missing faces), given as ``--video-root ROOT``
+(``--features`` is an alias). The head is a small Transformer over the sequence
+(:class:`emovid.models.heads.SequenceTransformer`).
+
+* ``emotion_dist``: labels from a MOSEI CSV (``video_id,happy,sad,anger,surprise,disgust,fear[,split]``) turned
+  into the 7-class distribution of :mod:`emovid.data.readers.mosei`; loss: class-balanced ``KLDivLoss`` to the
+  softmax targets (weights inversely proportional to each class's mass in the training set); metrics: KL
+  divergence, top-1 agreement of the predicted and labelled strongest class. The CSV's ``split`` column
+  (train/dev/test) is used when present.
+* ``personality``: labels from an FIV2 annotation pickle (OCEAN kept); loss: MSE on sigmoid outputs; metrics:
+  MSE, MAE, mean accuracy ``1 - MAE`` (the challenge's score) and CCC per trait. Videos are split by their
+  source YouTube video, so clips of one person never sit on both sides.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from emovid.errors import ConfigError, EmovidError
+from emovid.losses import balanced_kl_div, inverse_frequency_weights
+from emovid.tasks.base import Task, TaskModel, register_task, split_records
+
+
+class EmbeddingLoader:
+    """Reads ``{"emb": [N, D], "length": n}`` files written by ``emovid faces embed``."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self._index: dict[str, Path] | None = None
+
+    def path(self, video_id: str) -> Path | None:
+        if self._index is None:
+            self._index = {p.stem: p for p in sorted(self.root.rglob("*.pt"))}
+        return self._index.get(str(video_id))
+
+    def __call__(self, record, rng=None) -> tuple[torch.Tensor, None]:
+        p = self.path(record.video_id)
+        if p is None:
+            raise EmovidError(f"no embedding file for video {record.video_id!r}; run `emovid faces embed`", self.root)
+        d = torch.load(p, map_location="cpu", weights_only=True)
+        emb = d["emb"] if isinstance(d, dict) else d
+        return emb.float(), None
+
+
+class _EmbeddingTask(Task):
+    uses_embeddings = True
+    num_outputs = 0
+
+    def _root(self) -> Path:
+        root = self.cfg.video_root or self.cfg.extra.get("features")
+        if not root:
+            raise ConfigError(f"{self.name}: give the embedding folder (from `emovid faces embed`) with --video-root")
+        if not Path(root).is_dir():
+            raise ConfigError(f"{root}: no such embedding folder")
+        return Path(root)
+
+    def make_loaders(self, model):
+        loader = EmbeddingLoader(self._root())
+        return loader, loader
+
+    def check_inputs(self, records) -> list[dict]:
+        loader = EmbeddingLoader(self._root())
+        return [
+            {"video": str(r.video_id), "error": "no embedding file; run `emovid faces embed` for it"}
+            for r in records
+            if loader.path(r.video_id) is None
+        ]
+
+    def bad_keys(self, failures: list[dict]) -> set[str]:
+        return {f["video"] for f in failures}
+
+    def drop_videos(self, bad: set[str]) -> None:
+        self.train_records = [r for r in self.train_records if str(r.video_id) not in bad]
+        self.val_records = [r for r in self.val_records if str(r.video_id) not in bad]
+        self.test_records = [r for r in getattr(self, "test_records", []) if str(r.video_id) not in bad]
+
+    def make_backbone(self):
+        from emovid.models.heads import EmbeddingInput
+
+        dim = self.cfg.model_args.get("dim")
+        if dim is None:  # first training run: read it from the data and remember it in the config
+            loader = EmbeddingLoader(self._root())
+            first = next((loader.path(r.video_id) for r in self.train_records if loader.path(r.video_id)), None)
+            if first is None:
+                raise ConfigError(f"{self._root()}: no embedding files for the training videos")
+            dim = int(torch.load(first, weights_only=True)["emb"].shape[-1])
+            self.cfg.model_args["dim"] = dim
+        self.cfg.model = "embeddings"
+        return EmbeddingInput(int(dim))
+
+    def build_head(self, num_features: int) -> nn.Module:
+        from emovid.models.heads import SequenceTransformer
+
+        return SequenceTransformer(num_features, self.num_outputs)
+
+    def build_model(self, backbone: nn.Module) -> TaskModel:
+        return TaskModel(backbone, self.build_head(int(backbone.num_features)))
+
+
+@register_task
+class EmotionDistTask(_EmbeddingTask):
+    name = "emotion_dist"
+    monitor = "val/kl"
+    mode = "min"
+    num_outputs = 7
+
+    def load(self) -> None:
+        from emovid.data.readers.mosei import read_mosei_csv
+
+        if not self.cfg.data:
+            raise ConfigError("emotion_dist: give the MOSEI labels with --data FILE.csv")
+        records = read_mosei_csv(self.cfg.data, self.cfg.video_root)
+        splits = {r.split for r in records}
+        if {"train", "dev"} <= splits or {"train", "val"} <= splits:
+            self.train_records = [r for r in records if r.split == "train"]
+            self.val_records = [r for r in records if r.split in ("dev", "val", "valid")]
+            self.test_records = [r for r in records if r.split == "test"]
+        else:
+            self.train_records, self.val_records = split_records(records, self.cfg)
+            self.test_records = []
+        if self.train_records:
+            t = torch.tensor([r.distribution for r in self.train_records])
+            self.class_weights = inverse_frequency_weights(t)
+
+    def targets(self, record, frame_times):
+        return {"distribution": torch.tensor(record.distribution, dtype=torch.float32)}
+
+    def training_loss(self, model, batch, cached):
+        logp = torch.log_softmax(model(batch["video"], cached), -1)
+        return balanced_kl_div(logp, batch["targets"]["distribution"], getattr(self, "class_weights", None))
+
+    def predict(self, model, batch, cached):
+        return {
+            "index": batch["meta"]["index"],
+            "prob": torch.softmax(model(batch["video"], cached), -1),
+            "target": batch["targets"]["distribution"],
+        }
+
+    def compute_metrics(self, outputs):
+        p, t = outputs["prob"], outputs["target"]
+        kl = np.where(t > 0, t * (np.log(np.clip(t, 1e-12, None)) - np.log(np.clip(p, 1e-12, None))), 0).sum(1)
+        return {"kl": float(kl.mean()), "top1": float(np.mean(p.argmax(1) == t.argmax(1)))}
+
+
+@register_task
+class PersonalityTask(_EmbeddingTask):
+    name = "personality"
+    monitor = "val/mean_acc"
+    mode = "max"
+    num_outputs = 5
+
+    def load(self) -> None:
+        from emovid.data.readers.fiv2 import read_fiv2
+
+        if not self.cfg.data:
+            raise ConfigError("personality: give the FIV2 annotation pickle with --data annotation_training.pkl")
+        records = read_fiv2(self.cfg.data, video_dirs=[])
+        self.train_records, self.val_records = split_records(records, self.cfg, key=lambda r: r.youtube_id)
+        self.test_records = []
+
+    def targets(self, record, frame_times):
+        return {"traits": torch.tensor(record.traits, dtype=torch.float32)}
+
+    def training_loss(self, model, batch, cached):
+        return F.mse_loss(torch.sigmoid(model(batch["video"], cached)), batch["targets"]["traits"])
+
+    def predict(self, model, batch, cached):
+        return {
+            "index": batch["meta"]["index"],
+            "pred": torch.sigmoid(model(batch["video"], cached)),
+            "target": batch["targets"]["traits"],
+        }
+
+    def compute_metrics(self, outputs):
+        from torchmetrics.functional import concordance_corrcoef
+
+        p, t = outputs["pred"], outputs["target"]
+        mae = float(np.abs(p - t).mean())
+        out = {"mse": float(((p - t) ** 2).mean()), "mae": mae, "mean_acc": 1.0 - mae}
+        if len(p) > 2:
+            c = concordance_corrcoef(torch.as_tensor(p).double(), torch.as_tensor(t).double())
+            out["ccc"] = float(torch.nanmean(c))
+        return out

@@ -1,0 +1,263 @@
+"""``retrieval`` (seed 002): text–video retrieval with CLIP-ViP video embeddings and an emotion-aware text encoder.
+
+Labels: seed 002's emotion caption JSON (a list of ``{"video", "video_id", "caption", ..., "joy", ..., "anger"}``
+records) or MSR-VTT-style captions (``.csv`` ``video_id,sentence`` or the ``{"videos", "sentences"}`` JSON; these
+carry no emotions, so the emotion term is zero). One sample per caption; the split is by video.
+
+Model: the backbone (default ``clip_vip_base_patch32``) embeds the clip; the head
+(:class:`~emovid.retrieval.model.RetrievalHead`) holds the CLIP text transformer with the seed's emotion embedding
+(:class:`~emovid.retrieval.model.EmotionTextEncoder`) and the learnable temperature. Loss: symmetric InfoNCE
+(:func:`emovid.losses.info_nce`) between the L2-normalised video and caption embeddings of a batch.
+
+Validation: text→video and video→text R@1/5/10, median and mean rank over the validation videos, computed twice
+— with each caption's emotion vector and with an all-zero one (no emotion term) — reported side by side
+(``*_noemo`` keys). A video with several captions counts as retrieved (v2t) at its best-ranked caption.
+
+Task options (``extra:`` in a ``--config`` recipe):
+
+* ``emotion``: ``add`` (the seed, default) | ``concat`` (the seed's future-work variant) | ``none``;
+* ``text_model``: ``tiny`` (default for ``test_*`` backbones) | ``clip-b`` (CLIP ViT-B's text tower, default
+  otherwise) | a dict of ``CLIPTextConfig`` fields;
+* ``text_weights``: a Hugging Face CLIP folder or a CLIP-ViP ``.pt`` whose text tower is loaded at the start of
+  training (the emotion rows start random);
+* ``tokenizer``: ``hash[:VOCAB]`` | ``minilm`` | a tokenizer folder / hub id (default: ``hash`` without
+  ``text_weights``; ``openai/clip-vit-base-patch32`` with them);
+* ``max_text_len``: tokens per caption (default 32, at most the text model's positions);
+* ``emotion_word_dropout``: probability of deleting the words that name emotions from a training caption, so
+  the emotion embedding has to carry them (default 0: the seed's training).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from emovid.data.datasets import ClipDataset
+from emovid.errors import ConfigError
+from emovid.losses import info_nce
+from emovid.tasks.base import Task, TaskModel, register_task, split_records
+
+log = logging.getLogger(__name__)
+
+
+def retrieval_ranks(sim: np.ndarray, positives: list[np.ndarray] | np.ndarray) -> np.ndarray:
+    """1-based rank of the best positive for each query row of ``sim`` ``[Q, G]``.
+
+    ``positives[q]`` holds the gallery column(s) that are correct for query ``q``; the rank is ``1 +`` the number of
+    gallery items scoring strictly higher than the best-scoring positive.
+    """
+    ranks = np.empty(len(sim), np.int64)
+    for q in range(len(sim)):
+        best = np.max(sim[q, np.atleast_1d(positives[q])])
+        ranks[q] = 1 + int(np.sum(sim[q] > best))
+    return ranks
+
+
+def rank_metrics(ranks: np.ndarray, prefix: str) -> dict[str, float]:
+    """R@1/5/10 (fraction of queries whose rank is ≤ K), median and mean rank."""
+    r = np.asarray(ranks, np.float64)
+    return {
+        f"{prefix}_r1": float(np.mean(r <= 1)),
+        f"{prefix}_r5": float(np.mean(r <= 5)),
+        f"{prefix}_r10": float(np.mean(r <= 10)),
+        f"{prefix}_medr": float(np.median(r)),
+        f"{prefix}_meanr": float(np.mean(r)),
+    }
+
+
+def retrieval_metrics(text: np.ndarray, video: np.ndarray, video_ids: list[str], suffix: str = "") -> dict[str, float]:
+    """t2v and v2t metrics of caption embeddings ``text`` ``[N, D]`` against the videos they describe.
+
+    ``video`` ``[N, D]`` holds the video embedding of each caption's video (rows of one video are the same clip;
+    the first is used); the gallery is the distinct videos.
+    """
+    order = list(dict.fromkeys(video_ids))
+    col = {v: i for i, v in enumerate(order)}
+    first = [video_ids.index(v) for v in order]
+    gallery = video[first]
+    sim = text @ gallery.T  # [captions, videos]
+    gt = np.array([col[v] for v in video_ids])
+    t2v = retrieval_ranks(sim, gt)
+    caps_of = [np.flatnonzero(gt == j) for j in range(len(order))]
+    v2t = retrieval_ranks(sim.T, caps_of)
+    out = {**rank_metrics(t2v, "t2v"), **rank_metrics(v2t, "v2t")}
+    out["rsum"] = sum(out[f"{d}_r{k}"] for d in ("t2v", "v2t") for k in (1, 5, 10))
+    return {k + suffix: v for k, v in out.items()}
+
+
+class RetrievalModel(TaskModel):
+    """Video encoder + :class:`~emovid.retrieval.model.RetrievalHead`, with the text tokenizer attached.
+
+    ``model(x)`` gives L2-normalised video embeddings; :meth:`encode_texts` gives L2-normalised text embeddings with
+    an optional ``[N, 8]`` emotion matrix.
+    """
+
+    tokenizer: Any = None
+    max_text_len: int = 32
+
+    def encode_video(self, x: torch.Tensor, cached: bool = False) -> torch.Tensor:
+        return self.head(self.features(x, cached))
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return self.tokenizer(texts, self.max_text_len)
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: list[str], emotions: np.ndarray | torch.Tensor | None = None) -> np.ndarray:
+        dev = next(self.parameters()).device
+        tok = self.tokenize(texts)
+        emo = None if emotions is None else torch.as_tensor(np.asarray(emotions), dtype=torch.float32).to(dev)
+        out = self.head.encode_text(tok["input_ids"].to(dev), tok["attention_mask"].to(dev), emo)
+        return out.float().cpu().numpy()
+
+
+@register_task
+class RetrievalTask(Task):
+    name = "retrieval"
+    default_model = "clip_vip_base_patch32"
+    monitor = "val/rsum"
+    mode = "max"
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        known = {"emotion", "text_model", "text_weights", "tokenizer", "max_text_len", "emotion_word_dropout"}
+        unknown = sorted(set(cfg.extra) - known)
+        if unknown:
+            raise ConfigError(f"retrieval: unknown option(s) {', '.join(unknown)} in extra; known: {sorted(known)}")
+        self.emotion = str(cfg.extra.get("emotion", "add"))
+        self.word_dropout = float(cfg.extra.get("emotion_word_dropout", 0.0))
+        if not 0.0 <= self.word_dropout <= 1.0:
+            raise ConfigError(f"retrieval: emotion_word_dropout must be in [0, 1], got {self.word_dropout}")
+        self._loaded = False
+        self._tokenizer = None
+        self._max_len = None
+
+    # ---- data ---------------------------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        from emovid.data.readers.captions import read_emotion_captions, read_msrvtt_captions
+
+        if not self.cfg.data:
+            raise ConfigError("retrieval: give the caption file with --data FILE (seed 002 JSON or MSR-VTT csv/json)")
+        path = Path(self.cfg.data)
+        if not path.exists():
+            raise ConfigError(f"{path}: no such caption file")
+        if path.suffix.lower() == ".json" and path.read_text(encoding="utf-8", errors="replace").lstrip()[:1] == "[":
+            records = read_emotion_captions(path, self.cfg.video_root)
+        else:
+            records = read_msrvtt_captions(path, self.cfg.video_root)
+        if not records:
+            raise ConfigError(f"{path}: no captions")
+        self.train_records, self.val_records = split_records(records, self.cfg)
+        self._loaded = True
+
+    def _tok(self):
+        if self._tokenizer is None:
+            self._resolve_text()
+        return self._tokenizer
+
+    def targets(self, record, frame_times, caption: str | None = None):
+        tok = self._tok()(([caption if caption is not None else record.caption]), self._max_len)
+        emo = torch.tensor(record.plutchik, dtype=torch.float32) if record.plutchik else torch.zeros(8)
+        return {"input_ids": tok["input_ids"][0], "attention_mask": tok["attention_mask"][0], "emotions": emo > 0}
+
+    def train_dataset(self, loader, epoch):
+        if self.word_dropout <= 0:
+            return super().train_dataset(loader, epoch)
+        import re
+
+        from emovid.retrieval.text import EMOTION_WORDS, emotions_from_text  # noqa: F401
+
+        stems = tuple(s for group in EMOTION_WORDS.values() for s in group)
+        seed, p = self.cfg.seed, self.word_dropout
+
+        def targets(record, times):
+            rng = np.random.default_rng([seed, int(epoch), record.index, 17])
+            cap = record.caption
+            if rng.random() < p:
+                words = re.findall(r"\S+", cap)
+                kept = [w for w in words if not re.sub(r"[^a-z]", "", w.lower()).startswith(stems)]
+                cap = " ".join(kept) or cap
+            return self.targets(record, times, caption=cap)
+
+        return ClipDataset(self.train_records, loader, targets, seed=self.cfg.seed, epoch=epoch)
+
+    # ---- model --------------------------------------------------------------------------------------------------
+
+    def _resolve_text(self, backbone_name: str | None = None) -> dict[str, Any]:
+        from emovid.retrieval.model import TINY_TEXT_CONFIG, load_tokenizer
+
+        extra = self.cfg.extra
+        name = backbone_name or self.cfg.model or self.default_model
+        preset = extra.get("text_model", "tiny" if str(name).startswith("test_") else "clip-b")
+        if isinstance(preset, dict):
+            tcfg = dict(preset)
+        elif preset == "tiny":
+            tcfg = dict(TINY_TEXT_CONFIG)
+        elif preset == "clip-b":
+            tcfg = {}  # CLIPTextConfig defaults are CLIP ViT-B's text tower
+        else:
+            raise ConfigError(
+                f"retrieval: text_model must be tiny, clip-b or a dict of CLIPTextConfig fields, not {preset!r}"
+            )
+        from transformers import CLIPTextConfig
+
+        base = CLIPTextConfig(**tcfg)
+        default_tok = "openai/clip-vit-base-patch32" if extra.get("text_weights") else f"hash:{base.vocab_size}"
+        self._tokenizer = load_tokenizer(str(extra.get("tokenizer", default_tok)))
+        if self._tokenizer.vocab_size > base.vocab_size:
+            if extra.get("text_weights"):
+                raise ConfigError(
+                    f"retrieval: tokenizer {self._tokenizer.spec} has {self._tokenizer.vocab_size} ids but the text "
+                    f"model only {base.vocab_size}"
+                )
+            tcfg["vocab_size"] = self._tokenizer.vocab_size
+        self._max_len = int(min(int(extra.get("max_text_len", 32)), base.max_position_embeddings))
+        return tcfg
+
+    def build_head(self, num_features: int):
+        raise NotImplementedError("retrieval builds its model in build_model")
+
+    def build_model(self, backbone) -> RetrievalModel:
+        from emovid.retrieval.model import EmotionTextEncoder, RetrievalHead
+
+        tcfg = self._resolve_text(getattr(backbone, "model_name", None))
+        tcfg.setdefault("projection_dim", int(backbone.num_features))
+        text = EmotionTextEncoder(tcfg, emotion=self.emotion)
+        weights = self.cfg.extra.get("text_weights")
+        if weights and self._loaded:  # a new run starts from them; a rebuilt checkpoint loads its own weights
+            text.load_clip_weights(str(weights))
+        model = RetrievalModel(backbone, RetrievalHead(int(backbone.num_features), text))
+        model.tokenizer = self._tokenizer
+        model.max_text_len = self._max_len
+        return model
+
+    # ---- steps --------------------------------------------------------------------------------------------------
+
+    def _embed(self, model: RetrievalModel, batch: dict, cached: bool, emotions: bool = True):
+        t = batch["targets"]
+        v = model.encode_video(batch["video"], cached)
+        emo = t["emotions"].float() if emotions else torch.zeros_like(t["emotions"], dtype=torch.float32)
+        return v, model.head.encode_text(t["input_ids"], t["attention_mask"], emo)
+
+    def training_loss(self, model, batch, cached):
+        v, t = self._embed(model, batch, cached)
+        return info_nce(v, t, model.head.scale())
+
+    def predict(self, model, batch, cached):
+        v, t = self._embed(model, batch, cached)
+        tt = batch["targets"]
+        t0 = model.head.encode_text(tt["input_ids"], tt["attention_mask"], None)
+        return {"index": batch["meta"]["index"], "video": v, "text": t, "text_noemo": t0}
+
+    def compute_metrics(self, outputs):
+        ids = [str(self.val_records[int(i)].video_id) for i in outputs["index"]]
+        out = retrieval_metrics(outputs["text"], outputs["video"], ids)
+        out.update(retrieval_metrics(outputs["text_noemo"], outputs["video"], ids, suffix="_noemo"))
+        n = len(set(ids))
+        out["chance_r1"] = 1.0 / n
+        out["num_videos"] = float(n)
+        return out
