@@ -60,9 +60,7 @@ def test_emotion_dist_learns_and_round_trips(mosei, tmp_path):
     assert torch.softmax(model(x, cached=True), -1).sum().item() == pytest.approx(1.0, abs=1e-5)
 
 
-def test_personality_trains_and_reports_challenge_metrics(tmp_path):
-    from emovid.train import train
-
+def _fiv2(tmp_path, n=80):
     rng = np.random.default_rng(2)
     keys = [f"yt{i // 2:03d}.{i % 2:03d}.mp4" for i in range(80)]
     traits = rng.uniform(0.2, 0.8, size=(80, 5))
@@ -72,6 +70,13 @@ def test_personality_trains_and_reports_challenge_metrics(tmp_path):
     with open(tmp_path / "annotation_training.pkl", "wb") as f:
         pickle.dump(ann, f, protocol=2)
     _write_embeddings(tmp_path / "emb", [k[:-4] for k in keys], 4 * traits, seed=3, noise=0.1)
+    return traits
+
+
+def test_personality_trains_and_reports_challenge_metrics(tmp_path):
+    from emovid.train import train
+
+    traits = _fiv2(tmp_path)
     cfg = TrainConfig(
         task="personality", data=str(tmp_path / "annotation_training.pkl"), video_root=str(tmp_path / "emb"),
         output_dir=str(tmp_path / "run"), epochs=12, batch_size=16, lr=2e-3, num_workers=0, progress_bar=False,
@@ -96,3 +101,28 @@ def test_missing_embeddings_are_reported(mosei, tmp_path):
     assert "emovid faces embed" in (tmp_path / "run" / "failures.jsonl").read_text()
     with pytest.raises(ConfigError, match="embedding folder"):
         train(TrainConfig(task="emotion_dist", data=str(mosei / "mosei.csv"), output_dir=str(tmp_path / "x")))
+
+
+def test_fusion_model_trains_on_both_and_is_self_contained(mosei, tmp_path):
+    import shutil
+
+    from emovid.train import load_model_dir, train
+
+    _fiv2(tmp_path)
+    common = dict(video_root=str(tmp_path / "emb"), epochs=1, batch_size=16, lr=2e-3, num_workers=0,
+                  progress_bar=False)
+    train(TrainConfig(task="emotion_dist", data=str(mosei / "mosei.csv"), output_dir=str(tmp_path / "e"), **common))
+    train(TrainConfig(task="personality", data=str(tmp_path / "annotation_training.pkl"),
+                      output_dir=str(tmp_path / "p"), **common))
+    emo_head = load_model_dir(tmp_path / "e")[0].head.state_dict()
+    s = train(TrainConfig(task="fusion", data=str(mosei / "mosei.csv"), data2=str(tmp_path / "annotation_training.pkl"),
+                          emotion_checkpoint=str(tmp_path / "e"), personality_checkpoint=str(tmp_path / "p"),
+                          output_dir=str(tmp_path / "f"), **common))
+    assert {"val/kl", "val/top1", "val/mean_acc", "val/score"} <= set(s["best_metrics"])
+    shutil.rmtree(tmp_path / "e")  # the fusion folder alone rebuilds everything
+    shutil.rmtree(tmp_path / "p")
+    model, _, _ = load_model_dir(tmp_path / "f")
+    for k, v in emo_head.items():  # the emotion head stayed frozen
+        torch.testing.assert_close(model.head.emotion_head.state_dict()[k], v)
+    out = model(torch.randn(2, 30, 16), cached=True)
+    assert out["traits"].shape == (2, 5) and out["emotion_logits"].shape == (2, 7)

@@ -79,6 +79,9 @@ class TrainConfig:
     va_bins: int = 20
     clip_length: float | None = None  # valence_arousal: seconds per training clip (VAERR's --clip_length)
     v2v_listwise: str | None = None  # v2v: listwise_labels.json for list training/eval
+    data2: str | None = None  # fusion: the FIV2 annotation pickle (--data is the MOSEI CSV)
+    emotion_checkpoint: str | None = None  # fusion: trained emotion_dist run
+    personality_checkpoint: str | None = None  # fusion: trained personality run
 
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -9,7 +9,10 @@ import typer
 
 from emovid.cli import app
 
-TASK_HELP = "intensity (seed 000) | vce | v2v (seed 004) | valence_arousal (seed 003)"
+TASK_HELP = (
+    "intensity (seed 000) | vce | v2v (seed 004) | valence_arousal (seed 003) | emotion_dist | personality | "
+    "fusion (seed 001, on `emovid faces embed` output)"
+)
 
 
 @app.command(context_settings={"allow_interspersed_args": True})
@@ -75,6 +78,11 @@ def train(
     va_bins: int = typer.Option(20, "--va-bins"),
     clip_length: float | None = typer.Option(None, "--clip-length", "--clip_length", help="Seconds per clip (VA)."),
     v2v_listwise: str | None = typer.Option(None, "--v2v-listwise"),
+    data2: str | None = typer.Option(None, "--data2", help="fusion: FIV2 annotation pickle."),
+    emotion_checkpoint: str | None = typer.Option(None, "--emotion-checkpoint", help="fusion: emotion_dist run."),
+    personality_checkpoint: str | None = typer.Option(
+        None, "--personality-checkpoint", help="fusion: personality run."
+    ),
 ) -> int:
     """Train TASK on your labels; writes a checkpoint folder (model.safetensors, configs, metrics.csv)."""
     from emovid.config import TrainConfig

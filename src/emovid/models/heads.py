@@ -88,3 +88,56 @@ class SequenceTransformer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens, pad = self.encode(x)
         return self.out(self.pool(tokens, pad))
+
+
+class MultiTaskFusionModel(nn.Module):
+    """Seed 001's fusion: two trained sequence heads, frozen, as feature extractors; one Transformer encoder per
+    stream; cross-attention both ways; a shared MLP; dual heads for 5 traits and 7 emotions.
+
+    Args:
+        emotion_head: trained MOSEI :class:`SequenceTransformer` (frozen here).
+        trait_head: trained FIV2 :class:`SequenceTransformer` (frozen here).
+        d_model: width of the fusion encoders.
+    """
+
+    def __init__(self, emotion_head: SequenceTransformer, trait_head: SequenceTransformer, d_model: int = 128,
+                 heads: int = 4, dropout: float = 0.1):
+        super().__init__()
+        self.emotion_head, self.trait_head = emotion_head, trait_head
+        for p in list(emotion_head.parameters()) + list(trait_head.parameters()):
+            p.requires_grad_(False)
+        self.proj_e = nn.Linear(emotion_head.d_model, d_model)
+        self.proj_t = nn.Linear(trait_head.d_model, d_model)
+
+        def encoder():
+            layer = nn.TransformerEncoderLayer(d_model, heads, 2 * d_model, dropout, batch_first=True, norm_first=True)
+            return nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+
+        self.enc_e, self.enc_t = encoder(), encoder()
+        self.cross_e = nn.MultiheadAttention(d_model, heads, dropout=dropout, batch_first=True)  # emotions ask traits
+        self.cross_t = nn.MultiheadAttention(d_model, heads, dropout=dropout, batch_first=True)  # traits ask emotions
+        self.norm_e, self.norm_t = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.shared = nn.Sequential(nn.Linear(2 * d_model, d_model), nn.GELU(), nn.Dropout(dropout))
+        self.traits = nn.Linear(d_model, 5)
+        self.emotions = nn.Linear(d_model, 7)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.emotion_head.eval()  # frozen extractors: no dropout
+        self.trait_head.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``x``: ``[B, N, dim]`` face-embedding sequences. Returns ``{"traits": [B, 5] in [0, 1],
+        "emotion_logits": [B, 7]}``."""
+        with torch.no_grad():
+            te, pad = self.emotion_head.encode(x)
+            tt, _ = self.trait_head.encode(x)
+        e = self.enc_e(self.proj_e(te), src_key_padding_mask=pad)
+        t = self.enc_t(self.proj_t(tt), src_key_padding_mask=pad)
+        e = self.norm_e(e + self.cross_e(e, t, t, key_padding_mask=pad, need_weights=False)[0])
+        t = self.norm_t(t + self.cross_t(t, e, e, key_padding_mask=pad, need_weights=False)[0])
+        keep = (~pad).unsqueeze(-1).to(e.dtype)
+        n = keep.sum(1).clamp_min(1.0)
+        z = self.shared(torch.cat([(e * keep).sum(1) / n, (t * keep).sum(1) / n], -1))
+        return {"traits": torch.sigmoid(self.traits(z)), "emotion_logits": self.emotions(z)}

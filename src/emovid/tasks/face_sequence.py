@@ -189,3 +189,102 @@ class PersonalityTask(_EmbeddingTask):
             c = concordance_corrcoef(torch.as_tensor(p).double(), torch.as_tensor(t).double())
             out["ccc"] = float(torch.nanmean(c))
         return out
+
+
+@register_task
+class FusionTask(_EmbeddingTask):
+    """``fusion``: seed 001's MultiTaskFusionModel over both datasets at once.
+
+    ``--data`` is the MOSEI CSV, ``--data2`` the FIV2 pickle, ``--video-root`` a folder holding the embeddings
+    of both (searched recursively by video id); ``--emotion-checkpoint`` and ``--personality-checkpoint`` are the
+    trained ``emotion_dist`` and ``personality`` runs, frozen inside the fusion model. Each video contributes the
+    loss of the labels it has (balanced KL for emotions, MSE for traits).
+    """
+
+    name = "fusion"
+    monitor = "val/score"
+    mode = "max"
+
+    def load(self) -> None:
+        from emovid.data.readers.fiv2 import read_fiv2
+        from emovid.data.readers.mosei import read_mosei_csv
+
+        if not (self.cfg.data and self.cfg.data2):
+            raise ConfigError("fusion: give --data MOSEI.csv and --data2 annotation_training.pkl")
+        if not (self.cfg.emotion_checkpoint and self.cfg.personality_checkpoint):
+            raise ConfigError("fusion: give the trained heads with --emotion-checkpoint and --personality-checkpoint")
+        mosei = read_mosei_csv(self.cfg.data, self.cfg.video_root)
+        fiv2 = read_fiv2(self.cfg.data2, video_dirs=[])
+        tr_m, va_m = split_records(mosei, self.cfg)
+        tr_f, va_f = split_records(fiv2, self.cfg, key=lambda r: r.youtube_id)
+        self.train_records, self.val_records, self.test_records = tr_m + tr_f, va_m + va_f, []
+        t = torch.tensor([r.distribution for r in tr_m]) if tr_m else None
+        self.class_weights = inverse_frequency_weights(t) if t is not None else None
+
+    def targets(self, record, frame_times):
+        dist = getattr(record, "distribution", None)
+        traits = getattr(record, "traits", None)
+        return {
+            "distribution": torch.tensor(dist if dist is not None else (0.0,) * 7, dtype=torch.float32),
+            "has_emotion": torch.tensor(dist is not None),
+            "traits": torch.tensor(traits if traits is not None else (0.0,) * 5, dtype=torch.float32),
+            "has_traits": torch.tensor(traits is not None),
+        }
+
+    def make_backbone(self):
+        from emovid.models.heads import SequenceTransformer
+        from emovid.train import load_model_dir
+
+        dim = self.cfg.model_args.get("dim")
+        if dim is not None:  # rebuilding a saved fusion model: its file holds the heads' weights too
+            self._heads = (SequenceTransformer(dim, 7), SequenceTransformer(dim, 5))
+        else:
+            emo, _, _ = load_model_dir(self.cfg.emotion_checkpoint)
+            per, _, _ = load_model_dir(self.cfg.personality_checkpoint)
+            if emo.num_features != per.num_features:
+                raise ConfigError("fusion: the emotion and personality heads were trained on different embeddings")
+            self._heads = (emo.head, per.head)
+            self.cfg.model_args["dim"] = int(emo.feature_extractor.num_features)
+        return super().make_backbone()
+
+    def build_head(self, num_features: int) -> nn.Module:
+        from emovid.models.heads import MultiTaskFusionModel
+
+        return MultiTaskFusionModel(*self._heads)
+
+    def training_loss(self, model, batch, cached):
+        out = model(batch["video"], cached)
+        t = batch["targets"]
+        loss = out["traits"].sum() * 0.0
+        he, ht = t["has_emotion"], t["has_traits"]
+        if he.any():
+            logp = torch.log_softmax(out["emotion_logits"][he], -1)
+            loss = loss + balanced_kl_div(logp, t["distribution"][he], self.class_weights)
+        if ht.any():
+            loss = loss + F.mse_loss(out["traits"][ht], t["traits"][ht])
+        return loss
+
+    def predict(self, model, batch, cached):
+        out = model(batch["video"], cached)
+        t = batch["targets"]
+        return {
+            "index": batch["meta"]["index"],
+            "prob": torch.softmax(out["emotion_logits"], -1),
+            "target": t["distribution"],
+            "has_emotion": t["has_emotion"].float(),
+            "pred": out["traits"],
+            "traits": t["traits"],
+            "has_traits": t["has_traits"].float(),
+        }
+
+    def compute_metrics(self, outputs):
+        out = {}
+        e, tr = outputs["has_emotion"] > 0.5, outputs["has_traits"] > 0.5
+        if e.any():
+            out.update(EmotionDistTask.compute_metrics(self, {"prob": outputs["prob"][e], "target": outputs["target"][e]}))
+        if tr.any():
+            out.update(
+                PersonalityTask.compute_metrics(self, {"pred": outputs["pred"][tr], "target": outputs["traits"][tr]})
+            )
+        out["score"] = out.get("top1", 0.0) + out.get("mean_acc", 0.0)
+        return out

@@ -1,0 +1,151 @@
+"""The recommend-videos web page: a FastAPI app serving one static HTML page and a JSON API under ``/api``.
+
+Routes (OpenAPI schema at ``/openapi.json``, interactive docs at ``/docs``):
+
+* ``GET /`` — the page (search box, emotion filter chips, result cards, video player);
+* ``GET /api/info`` — index mode, encoder, size, emotion names;
+* ``GET /api/search?q=TEXT&k=10&emotion=anger&filter=joy&use_emotion=true`` — ranked results;
+* ``GET /api/videos/{id}/file`` — the video file (HTTP range requests supported, for seeking);
+* ``GET /api/videos/{id}/thumb`` — a JPEG of the video's middle frame.
+
+Safety: files are served only by index id, and only when the file resolves (symlinks included) inside one of the
+roots recorded in the index; nothing else on disk is reachable. Bad queries (empty, too long, unknown emotion, k
+out of range, unknown id) get 4xx answers with a ``detail`` message. ``emovid serve`` binds 127.0.0.1 by default.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+from typing import Annotated
+
+from emovid.data.readers.captions import PLUTCHIK_EMOTIONS
+from emovid.errors import EmovidError
+from emovid.retrieval.search import MAX_QUERY_CHARS, Searcher
+
+
+def create_app(index: str | os.PathLike | Searcher, device: str = "cpu"):
+    """The FastAPI application for one index folder (or a ready :class:`Searcher`)."""
+    from fastapi import FastAPI, HTTPException, Query
+    from fastapi.responses import FileResponse, HTMLResponse, Response
+    from pydantic import BaseModel
+
+    searcher = index if isinstance(index, Searcher) else Searcher(index, device=device)
+    app = FastAPI(
+        title="emovid video search",
+        description="Emotion-aware text-to-video search over one emovid index.",
+        version="1",
+    )
+    app.state.searcher = searcher
+    thumbs: dict[int, bytes] = {}
+
+    class Hit(BaseModel):
+        rank: int
+        id: int
+        score: float
+        video_id: str | None
+        caption: str
+        duration: float | None
+        emotions: dict[str, float]
+        dominant: list[str]
+        emotion_source: str | None
+        video_url: str
+        thumb_url: str
+
+    class SearchAnswer(BaseModel):
+        query: str
+        mode: str
+        emotions: list[str]
+        emotion_source: str
+        results: list[Hit]
+
+    class Info(BaseModel):
+        mode: str
+        description: str
+        videos: int
+        emotions: list[str]
+        encoder: dict
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        html = importlib.resources.files("emovid.retrieval").joinpath("static", "index.html").read_text("utf-8")
+        return HTMLResponse(html)
+
+    @app.get("/api/info", response_model=Info)
+    def info() -> Info:
+        return Info(
+            mode=searcher.mode,
+            description=searcher.describe(),
+            videos=len(searcher.index),
+            emotions=list(PLUTCHIK_EMOTIONS),
+            encoder=searcher.index.info["encoder"],
+        )
+
+    @app.get("/api/search", response_model=SearchAnswer)
+    def api_search(
+        q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="query text")],
+        k: Annotated[int, Query(ge=1, le=100)] = 10,
+        emotion: Annotated[list[str], Query(description="emotion term (default: from the text)")] = [],  # noqa: B006
+        filter: Annotated[list[str], Query(description="keep videos showing one of these")] = [],  # noqa: A002,B006
+        use_emotion: bool = True,
+    ) -> SearchAnswer:
+        try:
+            res = searcher.search(q, k=k, emotions=emotion, filter_emotions=filter, use_emotion=use_emotion)
+        except EmovidError as e:
+            raise HTTPException(status_code=400, detail=e.message) from e
+        hits = [
+            Hit(
+                **{key: h[key] for key in Hit.model_fields if key in h and key not in ("video_url", "thumb_url")},
+                video_url=f"/api/videos/{h['id']}/file",
+                thumb_url=f"/api/videos/{h['id']}/thumb",
+            )
+            for h in res.hits
+        ]
+        return SearchAnswer(
+            query=res.query, mode=res.mode, emotions=res.emotions, emotion_source=res.emotion_source, results=hits
+        )
+
+    def _path(vid: int):
+        if not 0 <= vid < len(searcher.index):
+            raise HTTPException(status_code=404, detail=f"no video {vid} in the index")
+        try:
+            p = searcher.index.resolve_path(vid)
+        except PermissionError as e:
+            raise HTTPException(status_code=403, detail="this file is outside the indexed folders") from e
+        if not p.is_file():
+            raise HTTPException(status_code=404, detail="the video file is gone")
+        return p
+
+    @app.get("/api/videos/{vid}/file", responses={200: {"content": {"video/mp4": {}}}})
+    def video_file(vid: int):
+        p = _path(vid)
+        media = {".mp4": "video/mp4", ".m4v": "video/mp4", ".webm": "video/webm", ".mov": "video/quicktime"}
+        return FileResponse(p, media_type=media.get(p.suffix.lower(), "application/octet-stream"))
+
+    @app.get("/api/videos/{vid}/thumb", responses={200: {"content": {"image/jpeg": {}}}})
+    def video_thumb(vid: int):
+        p = _path(vid)
+        if vid not in thumbs:
+            try:
+                thumbs[vid] = _thumbnail(p)
+            except EmovidError as e:
+                raise HTTPException(status_code=404, detail=f"no thumbnail: {e.message}") from e
+        return Response(thumbs[vid], media_type="image/jpeg")
+
+    return app
+
+
+def _thumbnail(path, width: int = 320) -> bytes:
+    import cv2
+
+    from emovid.video import VideoReader
+
+    with VideoReader(path, threads=1) as r:
+        n = len(r)
+        h, w = r.info.height, r.info.width
+        size = (max(1, round(h * width / w)), width) if w > width else None
+        frame = r.get_frames([max(0, n // 2)], size=size)[0]
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:  # pragma: no cover
+        raise EmovidError("could not encode the thumbnail", path)
+    return buf.tobytes()

@@ -1,0 +1,382 @@
+"""What goes into a video index: the list of videos, and the two ways to embed them.
+
+* :class:`ZeroShotEmbedder` (``--zero-shot``, the offline default): works on a fresh machine with no trained
+  model. A video's vector is built from what can be read offline — its captions, when a manifest gives them,
+  embedded with all-MiniLM-L6-v2 (:mod:`emovid.retrieval.text`), plus an emotion term: the emotion prompts
+  (:data:`~emovid.retrieval.text.EMOTION_PROMPTS`) weighted by the video's emotion distribution. That
+  distribution comes from the captions' Plutchik scores when given, else from ``emovid analyze``'s Python API when
+  it is installed, else from the bundled FER model ``fer_mini_xception`` run on sampled whole frames (no face
+  detector: right for videos where a face fills the frame, weak otherwise). Each row records its
+  ``emotion_source``. A query like "an angry person" then lands next to the videos whose emotion is anger.
+* :class:`ModelEmbedder` (``--model CHECKPOINT``): a trained ``retrieval`` checkpoint; videos go through its
+  CLIP-ViP encoder, queries through its text tower with the emotion embedding.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emovid.data.readers.captions import PLUTCHIK_EMOTIONS
+from emovid.errors import ConfigError, EmovidError, InputNotFoundError
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+#: FER2013 classes → Plutchik emotions (neutral has none).
+FER_TO_PLUTCHIK = {"angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "joy", "sad": "sadness"}
+FER_TO_PLUTCHIK["surprise"] = "surprise"
+
+
+@dataclass
+class VideoItem:
+    """A video to index: its file and what a manifest says about it."""
+
+    path: Path
+    video_id: str
+    captions: list[str] = field(default_factory=list)
+    emotions: list[float] | None = None  # 8 Plutchik scores from the captions, if given
+    duration: float | None = None
+
+
+def collect_videos(
+    videos: str | os.PathLike | None = None,
+    manifest: str | os.PathLike | None = None,
+    video_root: str | os.PathLike | None = None,
+) -> tuple[list[VideoItem], list[str]]:
+    """Videos to index and the root folders the index may serve them from.
+
+    Args:
+        videos: a folder, searched recursively for video files.
+        manifest: seed 002 caption JSON, MSR-VTT captions (``.csv`` / ``{"sentences"}`` JSON), or JSON lines
+            ``{"video": PATH, "caption": TEXT?}``; several captions of one video are kept together.
+        video_root: the folder manifest paths are relative to (default: the manifest's folder).
+
+    Raises:
+        InputNotFoundError: the folder or manifest does not exist, or holds no videos.
+        ConfigError: neither or both of ``videos`` and ``manifest``.
+    """
+    if (videos is None) == (manifest is None):
+        raise ConfigError("give exactly one of --videos DIR or --manifest FILE")
+    if videos is not None:
+        root = Path(videos)
+        if not root.is_dir():
+            raise InputNotFoundError("no such folder", root)
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTS and p.is_file())
+        if not files:
+            raise InputNotFoundError(f"no video files ({', '.join(VIDEO_EXTS)}) in the folder", root)
+        items = [VideoItem(p.resolve(), str(p.relative_to(root).with_suffix(""))) for p in files]
+        return items, [str(root.resolve())]
+    mpath = Path(manifest)
+    if not mpath.exists():
+        raise InputNotFoundError("no such manifest", mpath)
+    root = Path(video_root) if video_root is not None else mpath.parent
+    by_path: dict[Path, VideoItem] = {}
+    if mpath.suffix.lower() == ".jsonl":
+        with open(mpath, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                    p = (root / rec["video"]).resolve()
+                except (ValueError, KeyError, TypeError) as e:
+                    raise ConfigError(f'{mpath}:{n}: expected {{"video": PATH, "caption": TEXT}} ({e})') from e
+                item = by_path.setdefault(p, VideoItem(p, str(rec.get("video_id") or Path(rec["video"]).stem)))
+                if rec.get("caption"):
+                    item.captions.append(str(rec["caption"]))
+    else:
+        from emovid.data.readers.captions import read_emotion_captions, read_msrvtt_captions
+
+        text = mpath.read_text(encoding="utf-8", errors="replace").lstrip()
+        if mpath.suffix.lower() == ".json" and text[:1] == "[":
+            records = read_emotion_captions(mpath, root)
+        else:
+            records = read_msrvtt_captions(mpath, root)
+        for r in records:
+            p = Path(r.video_path).resolve()
+            item = by_path.setdefault(p, VideoItem(p, str(r.video_id), duration=r.duration))
+            item.captions.append(r.caption)
+            if r.plutchik:
+                prev = np.zeros(8) if item.emotions is None else np.asarray(item.emotions)
+                item.emotions = list(prev + np.asarray(r.plutchik))
+    if not by_path:
+        raise InputNotFoundError("the manifest lists no videos", mpath)
+    return list(by_path.values()), [str(root.resolve())]
+
+
+def normalise_emotions(scores: np.ndarray | list[float] | None) -> dict[str, float]:
+    """8 non-negative scores → ``{emotion: share}`` summing to 1 (all zero when none are positive)."""
+    s = np.zeros(8) if scores is None else np.clip(np.asarray(scores, np.float64), 0, None)
+    total = s.sum()
+    s = s / total if total > 0 else s
+    return {e: round(float(x), 4) for e, x in zip(PLUTCHIK_EMOTIONS, s, strict=True)}
+
+
+class FrameEmotionReader:
+    """Per-video Plutchik emotions from ``emovid analyze`` when available, else FER on sampled whole frames."""
+
+    def __init__(self, frames: int = 8, device: str = "cpu"):
+        self.frames = frames
+        self.device = device
+        self._fer = None
+        self.source = self._analyze_api() and "emovid analyze"
+        if not self.source:
+            self.source = "fer_mini_xception on whole frames (no face detector)"
+
+    @staticmethod
+    def _analyze_api():
+        try:
+            from emovid.analyze import video_emotions  # noqa: F401
+        except ImportError:
+            return None
+        return video_emotions
+
+    def __call__(self, path: Path) -> list[float]:
+        api = self._analyze_api()
+        if api is not None:
+            dist = api(path)  # {emotion name: probability}
+            out = np.zeros(8)
+            for name, p in dict(dist).items():
+                key = FER_TO_PLUTCHIK.get(str(name), str(name))
+                if key in PLUTCHIK_EMOTIONS:
+                    out[PLUTCHIK_EMOTIONS.index(key)] += float(p)
+            return list(out)
+        return self._fer_frames(path)
+
+    def _fer_frames(self, path: Path) -> list[float]:
+        import cv2
+        import torch
+
+        from emovid.models import create_model
+        from emovid.models.fer import FER_LABELS
+        from emovid.video import VideoReader
+        from emovid.video.sampling import uniform_indices
+
+        if self._fer is None:
+            self._fer = create_model("fer_mini_xception", pretrained=True).eval().to(self.device)
+        with VideoReader(path, threads=1) as r:
+            idx = uniform_indices(len(r), self.frames)
+            frames = r.get_frames(list(idx))
+        crops = []
+        for f in frames:
+            h, w = f.shape[:2]
+            s = min(h, w)
+            sq = f[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
+            grey = cv2.cvtColor(np.ascontiguousarray(sq), cv2.COLOR_RGB2GRAY)
+            crops.append(cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA))
+        x = torch.from_numpy(np.stack(crops)).float().div(255).sub(0.5).mul(2).unsqueeze(1).to(self.device)
+        with torch.inference_mode():
+            p = self._fer(x).softmax(-1).mean(0).cpu().numpy()
+        out = np.zeros(8)
+        for name, q in zip(FER_LABELS, p, strict=True):
+            if name in FER_TO_PLUTCHIK:
+                out[PLUTCHIK_EMOTIONS.index(FER_TO_PLUTCHIK[name])] = float(q)
+        return list(out)
+
+
+def _probe_duration(path: Path) -> float | None:
+    from emovid.video import probe
+
+    try:
+        return round(float(probe(path).duration), 3)
+    except (EmovidError, AttributeError, TypeError):
+        return None
+
+
+class ZeroShotEmbedder:
+    """Offline zero-shot vectors: MiniLM caption embeddings + an emotion-prompt term (see the module docs)."""
+
+    mode = "zero-shot"
+
+    def __init__(self, emotion_weight: float = 1.0, video_emotions: bool = True, device: str = "cpu"):
+        from emovid.retrieval.text import MINILM_PACKAGE, emotion_prompt_matrix, get_minilm
+
+        self.text = get_minilm(device)
+        self.prompts = emotion_prompt_matrix(device)
+        self.emotion_weight = emotion_weight
+        self.reader = FrameEmotionReader(device=device) if video_emotions else None
+        self.dim = self.text.dim
+        self.encoder_info = {
+            "mode": self.mode,
+            "text": f"{self.text.name} (PyPI {MINILM_PACKAGE})",
+            "emotion_weight": emotion_weight,
+            "video_emotions": self.reader.source if self.reader else "captions only",
+        }
+
+    def describe(self) -> str:
+        r = self.encoder_info
+        return (
+            f"mode: zero-shot (offline; text: {r['text']}; videos: captions where given + emotions from the "
+            f"captions' Plutchik scores, else {r['video_emotions']})"
+        )
+
+    def embed(self, items: list[VideoItem]) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        from emovid.retrieval.text import zero_shot_vector
+
+        vecs, rows = [], []
+        for it in items:
+            tv = None
+            if it.captions:
+                e = self.text.encode(it.captions).mean(0)
+                tv = e / max(float(np.linalg.norm(e)), 1e-9)
+            if it.emotions is not None and sum(it.emotions) > 0:
+                emo, source = np.asarray(it.emotions, np.float64), "captions"
+            elif self.reader is not None:
+                emo, source = np.asarray(self.reader(it.path)), self.reader.source
+            else:
+                emo, source = None, "none"
+            vecs.append(zero_shot_vector(tv, emo, self.prompts, self.emotion_weight))
+            rows.append(_row(it, emo, source))
+        return np.stack(vecs).astype(np.float32), rows
+
+
+class ModelEmbedder:
+    """Video vectors from a trained ``retrieval`` checkpoint's CLIP-ViP encoder."""
+
+    mode = "model"
+
+    def __init__(self, checkpoint: str | os.PathLike, video_emotions: bool = False, device: str = "cpu"):
+        from emovid.data.datasets import ClipLoader
+        from emovid.models import create_transform
+        from emovid.train import load_model_dir
+        from emovid.video.sampling import parse_sampler
+
+        model, cfg, task = load_model_dir(checkpoint)
+        if cfg.task != "retrieval":
+            raise ConfigError(
+                f"{checkpoint}: a {cfg.task!r} checkpoint; index needs one trained with the retrieval task"
+            )
+        self.model = model.to(device).eval()
+        self.device = device
+        pc = model.feature_extractor.pretrained_cfg
+        sampler = parse_sampler(cfg.eval_sampler or f"center:{pc.num_frames}x{pc.frame_stride}")
+        self.loader = ClipLoader(sampler, create_transform(pc, train=False), pc.short_side or min(pc.input_size))
+        self.reader = FrameEmotionReader(device=device) if video_emotions else None
+        self.dim = int(model.head.text.output_dim)
+        self.encoder_info = {
+            "mode": self.mode,
+            "checkpoint": str(Path(checkpoint).resolve()),
+            "model": getattr(model.feature_extractor, "model_name", cfg.model),
+            "emotion": model.head.text.emotion_mode,
+        }
+
+    def describe(self) -> str:
+        r = self.encoder_info
+        return f"mode: model (checkpoint {r['checkpoint']}; video: {r['model']}; text emotion term: {r['emotion']})"
+
+    def embed(self, items: list[VideoItem]) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        import torch
+
+        clips = torch.stack([self.loader(it)[0] for it in items]).to(self.device)
+        with torch.inference_mode():
+            v = self.model.encode_video(clips).float().cpu().numpy()
+        rows = []
+        for it in items:
+            if it.emotions is not None and sum(it.emotions) > 0:
+                emo, source = it.emotions, "captions"
+            elif self.reader is not None:
+                emo, source = self.reader(it.path), self.reader.source
+            else:
+                emo, source = None, "none"
+            rows.append(_row(it, emo, source))
+        return v.astype(np.float32), rows
+
+
+def _row(it: VideoItem, emotions, source: str) -> dict[str, Any]:
+    return {
+        "path": str(it.path),
+        "video_id": it.video_id,
+        "duration": it.duration if it.duration is not None else _probe_duration(it.path),
+        "caption": it.captions[0] if it.captions else "",
+        "captions": it.captions,
+        "emotions": normalise_emotions(emotions),
+        "emotion_source": source,
+    }
+
+
+def build_index(
+    output: str | os.PathLike,
+    items: list[VideoItem],
+    roots: list[str],
+    embedder,
+    spec=None,
+    batch_size: int = 16,
+    progress: bool = True,
+    strict: bool = False,
+) -> dict[str, Any]:
+    """Embed ``items`` in batches into the index folder ``output`` (resumable; existing videos are skipped).
+
+    Returns:
+        ``{"added", "skipped_existing", "failed": [{"video", "error"}], "count", "mode"}``.
+    """
+    from emovid.retrieval.index import IndexSpec, VideoIndex
+
+    spec = spec or IndexSpec()
+    for it in items:
+        if not any(Path(r) == it.path or Path(r) in it.path.parents for r in roots):
+            raise ConfigError(f"{it.path} is outside the index root(s) {', '.join(roots)}; pass --video-root")
+    idx = VideoIndex.create(output, embedder.dim, spec, embedder.mode, embedder.encoder_info, roots)
+    done = idx.done()
+    todo = [it for it in items if str(it.path) not in done]
+    failed: list[dict[str, str]] = []
+    bar = _progress(len(todo), progress)
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start : start + batch_size]
+        try:
+            vecs, rows = embedder.embed(batch)
+        except EmovidError:
+            if strict:
+                raise
+            vecs_l, rows_l = [], []
+            for it in batch:  # find the bad video(s) of the batch, keep the rest
+                try:
+                    v, r = embedder.embed([it])
+                    vecs_l.append(v)
+                    rows_l += r
+                except EmovidError as e:
+                    failed.append({"video": str(it.path), "error": e.message})
+            if not rows_l:
+                bar.update(len(batch))
+                continue
+            vecs, rows = np.concatenate(vecs_l), rows_l
+        idx.append(vecs, rows)
+        bar.update(len(batch))
+    bar.close()
+    idx.finalize(spec)
+    if failed:
+        from emovid.utils.io import append_jsonl
+
+        for f in failed:
+            append_jsonl(Path(output) / "failures.jsonl", f)
+    return {
+        "added": len(todo) - len(failed),
+        "skipped_existing": len(items) - len(todo),
+        "failed": failed,
+        "count": len(idx),
+        "mode": embedder.mode,
+    }
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return _NoBar()
+    return tqdm(total=total, unit="video", desc="embedding", leave=False)
