@@ -29,7 +29,7 @@ SETUPS = {
         data="intensity.csv", model="test_resnet18_3dstem", score="norm", pairs="random", pairs_per_video=4,
         monitor=["val/pair_acc", "val/spearman_norm"],
     ),
-    "v2v": dict(data="v2v", model="test_resnet18_3dstem", loss="ranknet", monitor=["val/pair_acc"]),
+    "v2v": dict(data="v2v", model="test_resnet18_3dstem", loss="ranknet", val_fraction=0.3, monitor=["val/pair_acc"]),
     "valence_arousal": dict(
         data="va.csv", model="test_resnet18_3dstem_gru", loss="mse+ccc", num_frames=8,
         monitor=["val/ccc_valence", "val/ccc_arousal"],
@@ -47,7 +47,8 @@ def main() -> None:
     args = ap.parse_args()
     from emovid.data.synth import generate
 
-    rows, results = [], {}
+    prev = Path(__file__).resolve().parent / "results" / "tasks.json"
+    results = json.loads(prev.read_text()).get("results", {}) if prev.exists() else {}  # keep tasks not rerun
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(args.data) if args.data else Path(tmp) / "synth"
         if not args.data:
@@ -64,16 +65,18 @@ def main() -> None:
             secs = time.perf_counter() - t0
             best = summary["best_metrics"]
             results[name] = {"best": best, "test": summary.get("test_metrics"), "seconds": secs,
-                             "config": cfg.to_dict()}
-            rows.append({"task": name, "model": cfg.model, "epochs": args.epochs, "minutes": secs / 60,
-                         **{m.split("/")[1]: best.get(m) for m in monitor},
-                         "test": json.dumps({k: round(v, 3) for k, v in (summary.get("test_metrics") or {}).items()
-                                             if "chance" not in k})})
-            print(rows[-1], flush=True)
+                             "config": cfg.to_dict(), "monitor": monitor, "videos": args.videos}
+            print(name, best, flush=True)
+    rows = []
+    for name, r in results.items():
+        rows.append({"task": name, "model": r["config"]["model"], "epochs": r["config"]["epochs"],
+                     "minutes": r["seconds"] / 60, **{m.split("/")[1]: r["best"].get(m) for m in r["monitor"]},
+                     "test": json.dumps({k: round(v, 3) for k, v in (r.get("test") or {}).items()
+                                         if "chance" not in k})})
     cols = sorted({k for r in rows for k in r} - {"task", "model", "epochs", "minutes", "test"})
     md = (
-        f"## Learning on synthetic videos (`python bench/tasks.py --videos {args.videos} --epochs {args.epochs}`)\n\n"
-        f"`emovid synth` {args.videos} videos (112 px, 3 s, 15 fps), 20 % held out by the engine's split; tiny "
+        "## Learning on synthetic videos (`python bench/tasks.py --tasks T --epochs E`, epochs per row)\n\n"
+        "`emovid synth` 200 videos (112 px, 3 s, 15 fps), 20 % held out by the engine's split; tiny "
         "backbones at 64 px from random init, CPU. Best validation epoch; `test` = the dataset's own test split "
         "where it has one (VCE test labels, V2V test/listwise comparisons).\n\n"
         + md_table(rows, ["task", "model", "epochs", "minutes", *cols, "test"])

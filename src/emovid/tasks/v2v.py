@@ -3,8 +3,8 @@
 Labels: a V2V folder. ``train_labels.json`` pairs ``[a, b]`` (b preferred) train a scalar valence score with
 RankNet (``--loss ranknet``, default); with ``--loss listnet`` or ``--loss plackett`` the listwise comparisons
 (``listwise_labels.json``, ordered least → most preferred) train it with ListNet or Plackett–Luce instead.
-A validation share of the training comparisons (split by comparison, videos of validation comparisons are
-removed from training) picks the best checkpoint; ``test_labels.json`` and ``listwise_labels.json`` are scored
+A validation share of the videos (``--val-fraction``; comparisons with only validation videos validate, those
+with only training videos train, mixed ones are dropped) picks the best checkpoint; ``test_labels.json`` and ``listwise_labels.json`` are scored
 at the end. Metrics: pairwise accuracy; for lists, exact-order rate and mean Kendall τ.
 """
 
@@ -84,19 +84,18 @@ class V2VTask(Task):
             raise ConfigError("v2v: give the dataset folder with --data DIR (train_labels.json, videos/)")
         root = Path(self.cfg.data)
         listwise = self.loss_name in ("listnet", "plackett")
+        pairs = read_v2v(root, "train")
+        lists = []
         if listwise:
             src = Path(self.cfg.v2v_listwise) if self.cfg.v2v_listwise else root / "listwise_labels.json"
-            comps = read_v2v(src, "listwise")
-        else:
-            comps = read_v2v(root, "train")
-        sp = split_ids(range(len(comps)), self.cfg.val_fraction, seed=self.cfg.split_seed)
-        val_set = set(sp.val)
-        self.val_comparisons = [c for i, c in enumerate(comps) if i in val_set]
-        val_videos = {v for c in self.val_comparisons for v in c.video_ids}
-        # A video seen in validation must not be trained on: drop training comparisons that touch one.
-        self.train_comparisons = [
-            c for i, c in enumerate(comps) if i not in val_set and not (set(c.video_ids) & val_videos)
-        ]
+            lists = read_v2v(src, "listwise")
+        # Split by video (no video on both sides): validation comparisons have only validation videos, training
+        # ones only training videos; comparisons across the two are dropped. Validation always scores the pairwise
+        # judgements; list training uses the lists.
+        videos = sorted({v for c in pairs + lists for v in c.video_ids})
+        val_videos = set(split_ids(videos, self.cfg.val_fraction, seed=self.cfg.split_seed).val)
+        self.val_comparisons = [c for c in pairs + lists if set(c.video_ids) <= val_videos]
+        self.train_comparisons = [c for c in (lists if listwise else pairs) if not set(c.video_ids) & val_videos]
         self.sample_kind = "list" if listwise else "pair"
         self.train_records, self._train_index = _refs(self.train_comparisons)
         self.val_records, _ = _refs(self.val_comparisons)
