@@ -31,7 +31,7 @@ SETUPS = {
     ),
     "v2v": dict(data="v2v", model="test_resnet18_3dstem", loss="ranknet", val_fraction=0.3, monitor=["val/pair_acc"]),
     "valence_arousal": dict(
-        data="va.csv", model="test_resnet18_3dstem_gru", loss="mse+ccc", num_frames=8,
+        data="va.csv", video_root="videos", model="test_resnet18_3dstem_gru", loss="mse+ccc", num_frames=8,
         monitor=["val/ccc_valence", "val/ccc_arousal"],
     ),
     "vce": dict(data="vce", model="test_resnet18_3dstem", loss="bce", monitor=["val/top1_in_top3", "val/top3_overlap"]),
@@ -44,18 +44,23 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--tasks", default=",".join(SETUPS))
     ap.add_argument("--data", default=None, help="an existing `emovid synth` folder (default: generate one)")
+    ap.add_argument("--render-only", action="store_true", help="rewrite BENCHMARKS.md from bench/results/tasks.json")
     args = ap.parse_args()
+    if args.render_only:
+        args.tasks = ""
     from emovid.data.synth import generate
 
     prev = Path(__file__).resolve().parent / "results" / "tasks.json"
     results = json.loads(prev.read_text()).get("results", {}) if prev.exists() else {}  # keep tasks not rerun
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(args.data) if args.data else Path(tmp) / "synth"
-        if not args.data:
+        if not args.data and args.tasks:
             generate(data, num_videos=args.videos, seed=0, size=112, fps=15, seconds=3.0)
-        for name in args.tasks.split(","):
+        for name in [t for t in args.tasks.split(",") if t]:
             setup = dict(SETUPS[name])
             monitor = setup.pop("monitor")
+            if "video_root" in setup:
+                setup["video_root"] = str(data / setup["video_root"])
             cfg = TrainConfig(
                 task=name, output_dir=str(Path(tmp) / name), epochs=args.epochs, **{**COMMON, **setup,
                 "data": str(data / setup["data"])}
