@@ -13,8 +13,6 @@ roots recorded in the index; nothing else on disk is reachable. Bad queries (emp
 out of range, unknown id) get 4xx answers with a ``detail`` message. ``emovid serve`` binds 127.0.0.1 by default.
 """
 
-from __future__ import annotations
-
 import importlib.resources
 import os
 from typing import Annotated
@@ -25,7 +23,10 @@ from emovid.retrieval.search import MAX_QUERY_CHARS, Searcher
 
 
 def create_app(index: str | os.PathLike | Searcher, device: str = "cpu"):
-    """The FastAPI application for one index folder (or a ready :class:`Searcher`)."""
+    """The FastAPI application for one index folder (or a ready :class:`Searcher`).
+
+    (This module has no ``from __future__ import annotations``: FastAPI reads the route annotations at run time.)
+    """
     from fastapi import FastAPI, HTTPException, Query
     from fastapi.responses import FileResponse, HTMLResponse, Response
     from pydantic import BaseModel

