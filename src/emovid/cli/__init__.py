@@ -48,7 +48,7 @@ def _load_commands() -> None:
     # Importing a module registers its commands on `app`.
     from emovid.cli import video  # noqa: F401
 
-    for name in ("data", "models", "train", "extract", "pretrain", "retrieval"):
+    for name in ("data", "models", "train", "extract", "pretrain", "retrieval", "faces", "analyze"):
         try:
             __import__(f"emovid.cli.{name}")
         except ModuleNotFoundError as e:  # a command group that is not part of this build yet

@@ -49,9 +49,16 @@ def probe(
 def demo(
     output_dir: Path = typer.Option(Path("emovid-demo"), "--output-dir", "-o", help="Where to write the demo files."),
 ) -> int:
-    """Run the built-in example offline: make a sample video, probe it and sample frames from it."""
+    """Run the built-in example offline: analyse a generated face video and a bundled photo with the bundled model."""
     from emovid.demo import run_demo
 
     summary = run_demo(output_dir)
-    typer.echo(json.dumps(summary, indent=2))
+    for seg in summary.get("segments", []):
+        seen = seg["model"] or "no face"
+        typer.echo(f"  {seg['from_s']:4.1f}-{seg['to_s']:4.1f} s  drawn {seg['drawn']:<9} model: {seen}")
+    for r in summary.get("results", []):
+        typer.echo(
+            f"{r['key']}: {r.get('dominant_emotion') or 'no face'} ({r.get('frames_with_face', 0)} frames with a face)"
+        )
+    typer.echo(f"report: {summary.get('report')}  summary: {Path(output_dir) / 'demo.json'}")
     return 0

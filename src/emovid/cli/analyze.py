@@ -1,0 +1,57 @@
+"""``emovid analyze``: faces and their emotions over time in videos, images or folders -> JSON, CSV, HTML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from emovid.cli import app, err
+
+
+@app.command()
+def analyze(
+    inputs: list[Path] = typer.Argument(..., help="Videos, images or folders (searched recursively)."),
+    output_dir: Path = typer.Option(
+        Path("emovid-analysis"), "--output-dir", "--output_dir", "-o", help="Output folder."
+    ),
+    fps: float = typer.Option(5.0, "--fps", help="Frames analysed per second of video."),
+    model: str = typer.Option("fer_mini_xception", "--model", help="Registered face-emotion classifier."),
+    pretrained: str | None = typer.Option(
+        None, "--pretrained", help="Weights for --model: tag, file, local-dir:PATH (default: the bundled ones)."
+    ),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="Seed-001 fusion checkpoint folder: adds personality traits to each summary."
+    ),
+    batch_size: int = typer.Option(64, "--batch-size", "--batch_size", help="Face crops per forward pass."),
+    detector: str = typer.Option(
+        "haar", "--detector", help="Face detector: haar, haar-frontal, haar-full, haar-fast, haar-fer."
+    ),
+    max_side: int = typer.Option(1280, "--max-side", help="Decode frames larger than this downscaled."),
+    device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, ...)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo inputs whose JSON exists (default: skip them)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> int:
+    """Per input OUT/NAME.json + NAME.csv, and OUT/report.html; failures go to OUT/failures.jsonl (exit 1)."""
+    from emovid.analyze import AnalyzeOptions, analyze_inputs
+
+    opts = AnalyzeOptions(
+        fps=fps, batch_size=batch_size, detector=detector, max_side=max_side, progress=progress, overwrite=overwrite
+    )
+    weights: str | bool | None = True if pretrained is None else pretrained
+    if isinstance(weights, str) and weights.lower() in ("none", "random"):
+        weights = None
+    s = analyze_inputs(
+        inputs, output_dir, model=model, pretrained=weights, options=opts, checkpoint=checkpoint, device=device, log=err
+    )
+    for r in s["results"]:
+        dom = r.get("dominant_emotion") or "no face"
+        typer.echo(
+            f"{r['key']}: {dom} ({r.get('faces_found', 0)} face(s), "
+            f"{r.get('frames_with_face', 0)}/{r.get('frames_analyzed', 0)} frames with a face)"
+        )
+    line = f"{s['done']} analysed, {s['skipped']} skipped, {s['failed']} failed; report: {s['report']}"
+    if s["failed"]:
+        line += f"; failures: {s['failures']}"
+    typer.echo(line)
+    return 1 if s["failed"] else 0

@@ -1,0 +1,92 @@
+"""``emovid faces embed``: seed 001's per-video face-embedding sequences (30 x D) for MOSEI / FIV2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from emovid.cli import app, err
+
+faces_app = typer.Typer(
+    help="Face crops and face embeddings (seed 001).",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(faces_app, name="faces")
+
+
+def _pretrained(value: str | None) -> str | bool | None:
+    if value is None:
+        return True
+    return None if value.lower() in ("none", "random", "false") else value
+
+
+@faces_app.command("embed", context_settings={"allow_extra_args": True})
+def embed(
+    ctx: typer.Context,
+    split: str = typer.Option(..., "--split", help="Split name: train, dev/val or test (the output sub-folder)."),
+    base_path: Path = typer.Option(
+        ..., "--base_path", "--base-path", help="Dataset root (videos in BASE/SPLIT, BASE/FOLDER or BASE)."
+    ),
+    output_root: Path = typer.Option(
+        ..., "--output_root", "--output-root", help="Where OUTPUT_ROOT/SPLIT/VIDEO.pt files go."
+    ),
+    folders: list[str] | None = typer.Option(
+        None, "--folders", help="Sub-folders of BASE to read (FIV2's training80_01 ...); repeat or list them."
+    ),
+    model: str = typer.Option("emonext_base", "--model", help="Registered face model (forward_features on crops)."),
+    pretrained: str | None = typer.Option(
+        None,
+        "--pretrained",
+        help="Weights: tag, file, local-dir:PATH, hub id/URL; 'none' = random (default: the model's).",
+    ),
+    num_crops: int = typer.Option(30, "--num-crops", "--num_crops", help="Evenly spaced face crops per video."),
+    margin: float = typer.Option(0.2, "--margin", help="Crop context on each side, fraction of the face box."),
+    detector: str = typer.Option("haar", "--detector", help="Face detector preset: haar, haar-frontal, haar-full, ..."),
+    batch_size: int = typer.Option(32, "--batch-size", "--batch_size", help="Crops per forward pass."),
+    device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, cuda:1, ...)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Recompute videos whose .pt exists."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> int:
+    """Write {"emb": Tensor[30, D], "length": n} per video (real crops first, zero rows after); resumable."""
+    from emovid.errors import ConfigError
+    from emovid.faces.embed import embed_videos
+
+    # The seed's scripts take `--folders a b c` (argparse nargs="+"); click keeps one value per option and leaves
+    # the rest as extra arguments, which belong to --folders.
+    if ctx.args and not folders:
+        raise ConfigError(f"unexpected argument(s) {' '.join(ctx.args)}; emovid faces embed takes options only")
+    folders = [*(folders or []), *ctx.args]
+    s = embed_videos(
+        split,
+        base_path,
+        output_root,
+        folders=_split_folders(folders),
+        model=model,
+        pretrained=_pretrained(pretrained),
+        num_crops=num_crops,
+        margin=margin,
+        detector=detector,
+        batch_size=batch_size,
+        device=device,
+        overwrite=overwrite,
+        progress=progress,
+        log=err,
+    )
+    line = (
+        f"{s['done']} done, {s['skipped']} skipped, {s['failed']} failed of {s['videos']} videos "
+        f"({s['no_face']} without any face; {s['model']}, dim {s['dim']}) -> {s['output_dir']}"
+    )
+    if s["failed"]:
+        line += f"; see {s['failures']}"
+    typer.echo(line)
+    return 1 if s["failed"] else 0
+
+
+def _split_folders(folders: list[str] | None) -> list[str] | None:
+    # The seed passes `--folders a b c`; typer takes repeated options, so also accept comma/space separated values.
+    if not folders:
+        return None
+    out = [f for item in folders for f in item.replace(",", " ").split()]
+    return out or None

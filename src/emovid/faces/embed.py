@@ -1,0 +1,194 @@
+"""Seed 001's face-embedding export (``get_cmu_mosei_embeddings.py`` / ``get_fiv2_embeddings.py``).
+
+For every video: :func:`emovid.faces.crops.video_face_crops` takes ``num_crops`` (30) evenly spaced frames and the
+main face's square crops, a registered face model (EmoNeXt by default) embeds the real crops with
+``forward_features``, and ``OUTPUT_ROOT/SPLIT/VIDEO.pt`` receives::
+
+    {"emb": float32 Tensor[num_crops, D],   # rows 0..length-1: the face crops in time order; the rest zero
+     "length": int,                         # number of real face crops (0 when no face was ever found)
+     "frames": int64 Tensor[num_crops],     # frame index of each row, -1 for padding rows
+     "times": float32 Tensor[num_crops]}    # seconds, NaN for padding rows
+
+Samples where the main face was not detected are not invented: they are left out and the sequence is padded with
+zero rows at the end (the sequence heads in :mod:`emovid.models.heads` mask all-zero rows). The file loads with
+``torch.load(..., weights_only=True)``.
+
+Input folders: ``BASE/F`` for each ``--folders F`` (First Impressions V2's ``training80_01`` ...); otherwise
+``BASE/SPLIT`` when it exists (CMU-MOSEI's ``emo_video/train``), else ``BASE`` itself; searched recursively.
+Existing outputs are skipped (resume); each file is written atomically; failures go to
+``OUTPUT_ROOT/SPLIT/failures.jsonl`` (rewritten each run: failed videos are retried).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from emovid.errors import ConfigError, EmovidError, InputNotFoundError
+
+__all__ = ["FaceEmbedder", "embed_videos", "find_videos"]
+
+
+def find_videos(base_path: str | os.PathLike, split: str, folders: Sequence[str] | None = None) -> list[Path]:
+    """The videos to embed (see the module notes for the folder rules), sorted.
+
+    Raises:
+        InputNotFoundError: ``base_path`` or a named folder does not exist.
+        ConfigError: two videos would write the same output file.
+    """
+    from emovid.video import VIDEO_EXTENSIONS
+
+    base = Path(base_path)
+    if not base.is_dir():
+        raise InputNotFoundError(base, "folder")
+    if folders:
+        dirs = [base / f for f in folders]
+        for d in dirs:
+            if not d.is_dir():
+                raise InputNotFoundError(d, "folder (from --folders)")
+    else:
+        dirs = [base / split] if (base / split).is_dir() else [base]
+    exts = {e.lower() for e in VIDEO_EXTENSIONS}
+    seen: dict[str, Path] = {}
+    for d in dirs:
+        for p in sorted(d.rglob("*")):
+            if p.is_file() and p.suffix.lower() in exts and not p.name.startswith("."):
+                if p.stem in seen:
+                    raise ConfigError(
+                        f"{p}: same output name {p.stem}.pt as {seen[p.stem]}; "
+                        "embed them into different --split folders"
+                    )
+                seen[p.stem] = p
+    return sorted(seen.values())
+
+
+class FaceEmbedder:
+    """A registered face model turning face crops into embeddings.
+
+    Args:
+        model: registered model name (``emonext_base``: 1024-d; tiny ``test_emonext`` for tests).
+        pretrained: ``True`` = the model's default weights (``None`` for models without any), a tag, a file, a
+            folder (``local-dir:PATH``), ``False``/``None`` = random initialisation.
+        device: torch device.
+    """
+
+    def __init__(self, model: str = "emonext_base", pretrained: str | bool | None = True, device: str = "cpu"):
+        from emovid.models import create_model, get_model_entry
+
+        if pretrained is True:
+            pretrained = get_model_entry(model).cfg.default_tag or None
+        self.model = create_model(model, pretrained=pretrained or None, num_classes=0).eval().to(device)
+        cfg = self.model.pretrained_cfg
+        self.name = model
+        self.weights = str(pretrained) if pretrained else None
+        self.device = device
+        self.size = int(cfg.input_size[0])
+        self.in_chans = int(getattr(cfg, "in_chans", 3) or 3)
+        self.mean = np.resize(np.asarray(cfg.mean, np.float32), self.in_chans)
+        self.std = np.resize(np.asarray(cfg.std, np.float32), self.in_chans)
+        self.dim = int(getattr(self.model, "num_features", 0) or self.embed(np.zeros((1, 8, 8, 3), np.uint8)).shape[1])
+
+    def embed(self, crops: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Embeddings ``float32 [N, D]`` of RGB ``uint8 [N, S, S, 3]`` crops (resized to the model's input)."""
+        import cv2
+        import torch
+
+        if len(crops) == 0:
+            return np.zeros((0, getattr(self, "dim", 0)), np.float32)
+        if crops.shape[1] != self.size or crops.shape[2] != self.size:
+            crops = np.stack([cv2.resize(c, (self.size, self.size), interpolation=cv2.INTER_AREA) for c in crops])
+        x = torch.from_numpy(np.ascontiguousarray(crops)).float().div_(255.0).permute(0, 3, 1, 2)
+        if self.in_chans == 1:
+            x = (x * x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        x = (x - torch.from_numpy(self.mean).view(1, -1, 1, 1)) / torch.from_numpy(self.std).view(1, -1, 1, 1)
+        outs = []
+        with torch.inference_mode():
+            for i in range(0, len(x), batch_size):
+                outs.append(self.model.forward_features(x[i : i + batch_size].to(self.device)).float().cpu())
+        return torch.cat(outs).numpy()
+
+
+def embed_videos(
+    split: str,
+    base_path: str | os.PathLike,
+    output_root: str | os.PathLike,
+    folders: Sequence[str] | None = None,
+    model: str = "emonext_base",
+    pretrained: str | bool | None = True,
+    num_crops: int = 30,
+    margin: float = 0.2,
+    detector: str = "haar",
+    batch_size: int = 32,
+    device: str = "cpu",
+    overwrite: bool = False,
+    progress: bool = True,
+    log=None,
+) -> dict:
+    """Write ``OUTPUT_ROOT/SPLIT/VIDEO.pt`` for every video (see the module notes).
+
+    Returns:
+        ``{"videos", "done", "skipped", "failed", "no_face", "dim", "model", "output_dir", "failures"}``.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from emovid.faces.crops import video_face_crops
+    from emovid.faces.detect import create_detector
+    from emovid.utils.io import append_jsonl, atomic_path
+
+    if num_crops < 1:
+        raise ConfigError(f"--num-crops must be at least 1, got {num_crops}")
+    if not split or "/" in split or split in (".", ".."):
+        raise ConfigError(f"--split must be a plain folder name such as train, got {split!r}")
+    videos = find_videos(base_path, split, folders)
+    out = Path(output_root) / split
+    out.mkdir(parents=True, exist_ok=True)
+    failures = out / "failures.jsonl"
+    if failures.exists():
+        failures.unlink()
+    todo = [v for v in videos if overwrite or not (out / f"{v.stem}.pt").exists()]
+    embedder = FaceEmbedder(model, pretrained, device) if todo else None
+    det = create_detector(detector)
+    done = failed = no_face = 0
+    for v in tqdm(todo, desc=f"faces embed {split}", unit="video", disable=not progress or not todo):
+        try:
+            fc = video_face_crops(v, num_crops=num_crops, size=embedder.size, margin=margin, detector=det)
+            emb = np.zeros((num_crops, embedder.dim), np.float32)
+            real = fc.face_crops()
+            n = len(real)
+            if n:
+                emb[:n] = embedder.embed(real, batch_size)
+            frames = np.full(num_crops, -1, np.int64)
+            times = np.full(num_crops, np.nan, np.float32)
+            frames[:n] = fc.frame_indices[fc.has_face]
+            times[:n] = fc.times[fc.has_face]
+            record = {
+                "emb": torch.from_numpy(emb),
+                "length": int(n),
+                "frames": torch.from_numpy(frames),
+                "times": torch.from_numpy(times),
+            }
+            with atomic_path(out / f"{v.stem}.pt") as tmp:
+                torch.save(record, tmp)
+        except EmovidError as e:
+            failed += 1
+            append_jsonl(failures, {"video": str(v), "error": str(e)})
+            if log:
+                log(str(e))
+            continue
+        done += 1
+        no_face += n == 0
+    return {
+        "videos": len(videos),
+        "done": done,
+        "skipped": len(videos) - len(todo),
+        "failed": failed,
+        "no_face": int(no_face),
+        "dim": embedder.dim if embedder else None,
+        "model": model,
+        "output_dir": str(out),
+        "failures": str(failures) if failed else None,
+    }
