@@ -303,8 +303,10 @@ def _loaders(cfg: TrainConfig, task: Task, model: TaskModel):
         from emovid.video import probe
 
         n = clip_frames(probe(task.train_records[0].video_path).fps, stride) or n
-    train_s = parse_sampler(cfg.train_sampler or f"random:{n}x{stride}")
     eval_s = parse_sampler(cfg.eval_sampler or f"center:{n}x{stride}")
+    # --no-augment (and the feature cache) train on the deterministic evaluation clip of each video.
+    default_train = f"random:{n}x{stride}" if cfg.augment and not cfg.cache_features else str(eval_s)
+    train_s = parse_sampler(cfg.train_sampler or default_train)
     crop = min(pc.input_size)
     short_eval = pc.short_side or crop
     short_train = pc.short_side or int(round(crop * 8 / 7))
