@@ -129,6 +129,7 @@ def load_extractor(
     checkpoint: str | os.PathLike | None = None,
     model: str | nn.Module | None = None,
     pretrained: str | None = None,
+    allow_size_mismatch: bool = False,
 ) -> Extractor:
     """The backbone to export features from: an emovid checkpoint folder, a registered model, or a module.
 
@@ -138,6 +139,8 @@ def load_extractor(
         model: a registered model name (built with ``num_classes=0``), or a module with ``forward_features``,
             ``num_features`` and ``pretrained_cfg``.
         pretrained: weights for a model name (tag, file, ``local-dir:PATH``, hub id, URL).
+        allow_size_mismatch: load what fits and skip the rest (a pretext front-end checkpoint into a model with a
+            GRU, VAERR's ``--allow-size-mismatch``); skipped tensors are reported.
 
     Raises:
         ConfigError: neither or both of ``checkpoint`` and ``model``.
@@ -169,7 +172,13 @@ def load_extractor(
     if pretrained:
         from emovid.models.hub import resolve
 
-        backbone = create_model(str(model), pretrained=pretrained, num_classes=0)
+        backbone = create_model(
+            str(model),
+            pretrained=pretrained,
+            num_classes=0,
+            allow_size_mismatch=allow_size_mismatch,
+            strict=not allow_size_mismatch,
+        )
         res = resolve(pretrained, backbone.pretrained_cfg, str(model))
         files = [res.path] if res.kind == "file" else _weight_files(res.path)
         digest = _file_sha256(files) if files else _state_sha256(backbone)
@@ -531,6 +540,7 @@ def extract_features(
     checkpoint: str | os.PathLike | None = None,
     model: str | nn.Module | None = None,
     pretrained: str | None = None,
+    allow_size_mismatch: bool = False,
     list_file: str | os.PathLike | None = None,
     videos: Sequence[str] | None = None,
     fmt: str = "npy",
@@ -608,7 +618,7 @@ def extract_features(
         if o in outputs:
             raise ConfigError(f"{outputs[o]} and {v} would both be written to {o}; rename one or list only one")
         outputs[o] = v
-    ext = load_extractor(checkpoint, model, pretrained)
+    ext = load_extractor(checkpoint, model, pretrained, allow_size_mismatch)
     pc = ext.pretrained_cfg
     if getattr(pc, "face_crop", False):
         log.warning(

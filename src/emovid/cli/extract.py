@@ -18,6 +18,9 @@ def extract(
     pretrained: str | None = typer.Option(
         None, "--pretrained", help="Weights for --model: tag, file, local-dir:PATH, hub id or URL."
     ),
+    allow_size_mismatch: bool = typer.Option(
+        False, "--allow-size-mismatch", help="Load the tensors that fit (e.g. a pretext front-end into a GRU model)."
+    ),
     video_root: Path | None = typer.Option(
         None, "--video-root", "--video_root", help="Folder of the videos; output paths mirror paths below it."
     ),
@@ -63,6 +66,7 @@ def extract(
         checkpoint=checkpoint,
         model=model,
         pretrained=pretrained,
+        allow_size_mismatch=allow_size_mismatch,
         list_file=list_file,
         fmt=fmt,
         clips=clips,
