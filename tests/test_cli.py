@@ -1,7 +1,6 @@
 import json
 
 from conftest import make_index_video
-
 from emovid import __version__
 from emovid.cli import main
 

@@ -119,10 +119,10 @@ def test_cache_features_trains_head_only(synth, tmp_path):
     assert len(cache) == 48  # every video embedded once
     assert 0.0 <= summary["best_metrics"]["val/pair_acc"] <= 1.0
     # Only the head trained: the backbone in the checkpoint is the untouched random init.
+    import lightning.pytorch as pl
+
     from emovid.models import create_model
     from emovid.train import load_model_dir
-
-    import lightning.pytorch as pl
 
     model, _, _ = load_model_dir(tmp_path / "run")
     pl.seed_everything(0, verbose=False)  # the engine seeds the same way before building the backbone

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-from conftest import frame_index, index_frame, make_index_video
 
+from conftest import frame_index, index_frame, make_index_video
 from emovid.errors import (
     EmptyVideoError,
     FrameIndexError,

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import torch
-from conftest import frame_index
 
+from conftest import frame_index
 from emovid.errors import ConfigError
 from emovid.video import (
     ClipSampler,

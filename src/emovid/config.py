@@ -13,8 +13,44 @@ import yaml
 from emovid.errors import ConfigError
 
 
+class YamlConfig:
+    """``from_yaml`` / ``from_dict`` / ``to_dict`` / ``save`` for flat dataclass configs (unknown keys rejected)."""
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, **overrides: Any):
+        """Read a recipe; ``overrides`` (e.g. from the command line) win over the file."""
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"{p}: no such config file")
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML ({e})") from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: a recipe must be a mapping of option: value")
+        return cls.from_dict({**data, **overrides}, source=str(p))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config"):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"{source}: unknown option(s) {', '.join(unknown)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    def save(self, path: str | os.PathLike) -> None:
+        from emovid.utils.io import atomic_open
+
+        with atomic_open(path) as f:
+            yaml.safe_dump(self.to_dict(), f, sort_keys=False)
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(YamlConfig):
     """Everything ``emovid train`` needs; saved as ``train_config.yaml`` in the checkpoint directory.
 
     Task-specific fields are ignored by tasks that do not use them.
@@ -84,34 +120,3 @@ class TrainConfig:
     personality_checkpoint: str | None = None  # fusion: trained personality run
 
     extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike, **overrides: Any) -> TrainConfig:
-        """Read a recipe; ``overrides`` (e.g. from the command line) win over the file."""
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"{p}: no such config file")
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML ({e})") from e
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: a recipe must be a mapping of option: value")
-        return cls.from_dict({**data, **overrides}, source=str(p))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"{source}: unknown option(s) {', '.join(unknown)}")
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def save(self, path: str | os.PathLike) -> None:
-        from emovid.utils.io import atomic_open
-
-        with atomic_open(path) as f:
-            yaml.safe_dump(self.to_dict(), f, sort_keys=False)

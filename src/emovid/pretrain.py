@@ -68,8 +68,10 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset
 
+from emovid.config import YamlConfig
 from emovid.errors import ConfigError, EmovidError, ModelError
 from emovid.utils.io import atomic_open, atomic_path, write_json
+from emovid.utils.training import capture_rng, restore_rng, warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as the models' own RGB -> grey co
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(YamlConfig):
     """Everything ``emovid pretrain`` needs; saved as ``pretrain_config.yaml`` in the output folder.
 
     Clip geometry defaults to the model's ``pretrained_cfg`` (``num_frames``, ``frame_stride``, ``input_size``,
@@ -174,36 +176,6 @@ class PretrainConfig:
             setattr(self, name, value)
         if self.batch_size < 2:
             raise ConfigError("batch_size must be at least 2 (the projection heads use batch normalisation)")
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike, **overrides: Any) -> PretrainConfig:
-        """Read a recipe; ``overrides`` (e.g. from the command line) win over the file."""
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"{p}: no such config file")
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML ({e})") from e
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: a recipe must be a mapping of option: value")
-        return cls.from_dict({**data, **overrides}, source=str(p))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> PretrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"{source}: unknown option(s) {', '.join(unknown)}")
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    def save(self, path: str | os.PathLike) -> None:
-        with atomic_open(path) as f:
-            yaml.safe_dump(self.to_dict(), f, sort_keys=False)
 
 
 # ---- the methods' formulas (pure functions) -------------------------------------------------------------------
@@ -608,29 +580,14 @@ class _PretextModule(pl.LightningModule):
         total = self.total_steps()
         warm = min(total - 1, int(round(cfg.warmup_epochs * total / max(1, cfg.epochs)))) if total > 1 else 0
 
-        def factor(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            progress = (step - warm) / max(1, total - warm)
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        sched = warmup_cosine(opt, total, warm)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint):
-        # Global RNG states, as plain tensors/numbers (the checkpoint stays loadable with weights_only=True).
-        name, keys, pos, has_gauss, gauss = np.random.get_state()
-        checkpoint["emovid_rng"] = {
-            "torch": torch.get_rng_state(),
-            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
-        }
+        checkpoint["emovid_rng"] = capture_rng()  # a resumed run continues exactly
 
     def on_load_checkpoint(self, checkpoint):
-        rng = checkpoint.get("emovid_rng")
-        if rng:
-            torch.set_rng_state(rng["torch"])
-            name, keys, pos, has_gauss, gauss = rng["numpy"]
-            np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        restore_rng(checkpoint.get("emovid_rng"))
 
 
 class BYOLModule(_PretextModule):

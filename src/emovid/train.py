@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-
 from lightning.pytorch.callbacks import Callback
 
 from emovid.config import TrainConfig
@@ -40,6 +39,7 @@ from emovid.data.datasets import EpochRef
 from emovid.errors import ConfigError, EmovidError, ModelError
 from emovid.tasks.base import Task, TaskModel, get_task
 from emovid.utils.io import atomic_open, atomic_path, write_json
+from emovid.utils.training import capture_rng, restore_rng, warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -208,31 +208,14 @@ def make_module(task: Task, model: TaskModel, cfg: TrainConfig, cached: bool):
                 return opt
             total = max(1, int(self.trainer.estimated_stepping_batches))
             warm = int(round(cfg.warmup_epochs * total / max(1, cfg.epochs)))
-
-            def factor(step: int) -> float:
-                if step < warm:
-                    return (step + 1) / warm
-                progress = (step - warm) / max(1, total - warm)
-                return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+            sched = warmup_cosine(opt, total, warm)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
         def on_save_checkpoint(self, checkpoint):
-            # Global RNG states (dropout), so a resumed run continues exactly.
-            # Plain tensors and numbers only, so the checkpoint loads with torch.load(weights_only=True).
-            name, keys, pos, has_gauss, gauss = np.random.get_state()
-            checkpoint["emovid_rng"] = {
-                "torch": torch.get_rng_state(),
-                "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
-            }
+            checkpoint["emovid_rng"] = capture_rng()  # a resumed run continues exactly
 
         def on_load_checkpoint(self, checkpoint):
-            rng = checkpoint.get("emovid_rng")
-            if rng:
-                torch.set_rng_state(rng["torch"])
-                name, keys, pos, has_gauss, gauss = rng["numpy"]
-                np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+            restore_rng(checkpoint.get("emovid_rng"))
 
     return TaskModule()
 
@@ -262,7 +245,8 @@ def make_datamodule(task: Task, cfg: TrainConfig, train_loader, eval_loader, epo
 
     from emovid.data.datasets import EpochShuffleSampler, collate_skip_none
 
-    workers = cfg.num_workers
+    # Cached embeddings need no decoding: worker processes would only add start-up time to every epoch.
+    workers = 0 if (cfg.cache_features or task.uses_embeddings) else cfg.num_workers
 
     def loader(ds, shuffle: bool):
         return DataLoader(
@@ -378,7 +362,6 @@ def train(cfg: TrainConfig, callbacks: list | None = None, trainer_kwargs: dict 
     """
     pl = _lightning()
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
 
     out = Path(cfg.output_dir)
     last = out / "checkpoints" / "last.ckpt"
@@ -414,9 +397,8 @@ def train(cfg: TrainConfig, callbacks: list | None = None, trainer_kwargs: dict 
         cbs.append(EarlyStopping(monitor=monitor, mode=task.mode, patience=cfg.early_stopping_patience))
     loggers = [_csv_logger(out, last if cfg.resume else None)]
     try:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
         import tensorboard  # noqa: F401
+        from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(save_dir=str(out), name="tb", version=""))
     except ImportError:

@@ -59,38 +59,37 @@ def write_video(
     if gop is not None:
         opts.update({"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"} if "264" in codec else {"g": str(gop)})
     times = iter(frame_times) if frame_times is not None else None
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), "w", format=_format_for(path)) as c:
-            s = c.add_stream(codec, rate=rate, options=opts)
-            s.width, s.height, s.pix_fmt = w, h, pix_fmt
-            if times is not None:  # variable frame rate: millisecond timestamps
-                s.codec_context.time_base = Fraction(1, 1000)
-            if rotation:
-                s.set_display_rotation(rotation)
-            a = None
-            if audio:
-                a = c.add_stream("aac", rate=16000)
-                a.layout = "mono"
-            for i, img in enumerate(_chain(first, frames)):
-                f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img, dtype=np.uint8), format="rgb24")
-                if times is not None:
-                    f.pts = int(round(next(times) * 1000))
-                    f.time_base = Fraction(1, 1000)
-                for p in s.encode(f):
-                    c.mux(p)
-            for p in s.encode():
+    with atomic_path(path) as tmp, av.open(str(tmp), "w", format=_format_for(path)) as c:
+        s = c.add_stream(codec, rate=rate, options=opts)
+        s.width, s.height, s.pix_fmt = w, h, pix_fmt
+        if times is not None:  # variable frame rate: millisecond timestamps
+            s.codec_context.time_base = Fraction(1, 1000)
+        if rotation:
+            s.set_display_rotation(rotation)
+        a = None
+        if audio:
+            a = c.add_stream("aac", rate=16000)
+            a.layout = "mono"
+        for i, img in enumerate(_chain(first, frames)):
+            f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img, dtype=np.uint8), format="rgb24")
+            if times is not None:
+                f.pts = int(round(next(times) * 1000))
+                f.time_base = Fraction(1, 1000)
+            for p in s.encode(f):
                 c.mux(p)
-            if a is not None:
-                n = int(round(16000 * (i + 1) / float(rate)))
-                for start in range(0, n, 1024):
-                    chunk = np.zeros((1, min(1024, n - start)), np.float32)
-                    af = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-                    af.sample_rate = 16000
-                    af.pts = start
-                    for p in a.encode(af):
-                        c.mux(p)
-                for p in a.encode():
+        for p in s.encode():
+            c.mux(p)
+        if a is not None:
+            n = int(round(16000 * (i + 1) / float(rate)))
+            for start in range(0, n, 1024):
+                chunk = np.zeros((1, min(1024, n - start)), np.float32)
+                af = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+                af.sample_rate = 16000
+                af.pts = start
+                for p in a.encode(af):
                     c.mux(p)
+            for p in a.encode():
+                c.mux(p)
     return path
 
 
