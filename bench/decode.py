@@ -3,7 +3,8 @@
 On generated 12 s, 320x256, 30 fps H.264 videos (VCE's geometry) with the default x264 GOP (250) and with GOP 30,
 time taking 16 uniformly spaced frames (opening the file included) with:
 
-* ``emovid``      — ``VideoReader(path).get_frames(uniform_indices(n, 16))``;
+* ``emovid``      — ``read_frames(path, uniform_indices(n, 16))`` (keyframe seeks, NONREF skipping, slice threads);
+* ``emovid_frame_threads`` — the same through ``VideoReader(path, thread_type="AUTO")`` (frame threading);
 * ``pyav_all``    — (a) decode every frame with PyAV, keep the 16 (converted to RGB only for those);
 * ``pyav_seek``   — (b) for each frame, PyAV seek to it and decode forward to it;
 * ``decord``      — (c) ``decord.VideoReader(path).get_batch(indices)`` when decord is installed
@@ -23,8 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import md_table, timeit, write_results  # noqa: E402
-
-from emovid.video import VideoReader, uniform_indices, write_video  # noqa: E402
+from emovid.video import VideoReader, read_frames, uniform_indices, write_video  # noqa: E402
 
 
 def make_video(path: Path, gop: int | None) -> None:
@@ -48,6 +48,10 @@ def make_video(path: Path, gop: int | None) -> None:
 def emovid_frames(path: str, idx: list[int], thread_type: str = "AUTO") -> np.ndarray:
     with VideoReader(path, thread_type=thread_type) as r:
         return r.get_frames(idx)
+
+
+def emovid_read_frames(path: str, idx: list[int]) -> np.ndarray:
+    return read_frames(path, idx)
 
 
 def pyav_all(path: str, idx: list[int]) -> np.ndarray:
@@ -97,8 +101,8 @@ def main() -> None:
     except ImportError:
         has_decord = False
     methods = {
-        "emovid": emovid_frames,
-        "emovid_nothreads": lambda p, i: emovid_frames(p, i, "NONE"),
+        "emovid": emovid_read_frames,
+        "emovid_frame_threads": emovid_frames,
         "pyav_all": pyav_all,
         "pyav_seek": pyav_seek,
     }

@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import md_table, write_results  # noqa: E402
-
 import lightning.pytorch as pl  # noqa: E402
 
+from _common import md_table, write_results  # noqa: E402
 from emovid.config import TrainConfig  # noqa: E402
 from emovid.train import train  # noqa: E402
 

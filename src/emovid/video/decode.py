@@ -105,7 +105,9 @@ class VideoReader:
     Args:
         path: video file.
         threads: decoder threads; 0 lets FFmpeg choose.
-        thread_type: FFmpeg threading: ``AUTO`` (frame + slice), ``FRAME``, ``SLICE`` or ``NONE``.
+        thread_type: FFmpeg threading: ``AUTO`` (frame + slice), ``FRAME``, ``SLICE`` or ``NONE``. Frame threading
+            speeds up sequential streaming (:meth:`iter_frames`, :meth:`iter_at_rate`) but every seek drains its
+            pipeline, so sparse :meth:`get_frames` is faster with ``SLICE`` (measured in ``bench/decode.py``).
 
     Raises:
         InputNotFoundError: the file does not exist.
@@ -454,8 +456,11 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 def read_frames(
     path: str | os.PathLike, indices: Sequence[int], size: tuple[int, int] | None = None, threads: int = 0
 ) -> np.ndarray:
-    """Decode the given frames of ``path`` as ``uint8 [N, H, W, 3]`` RGB (see :meth:`VideoReader.get_frames`)."""
-    with VideoReader(path, threads=threads) as r:
+    """Decode the given frames of ``path`` as ``uint8 [N, H, W, 3]`` RGB (see :meth:`VideoReader.get_frames`).
+
+    Sparse access: no frame threading, which would be drained by every seek.
+    """
+    with VideoReader(path, threads=threads, thread_type="SLICE") as r:
         return r.get_frames(indices, size=size)
 
 
