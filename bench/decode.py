@@ -122,7 +122,7 @@ def main() -> None:
             for name, fn in methods.items():
                 frames = fn(path, idx)
                 same = frames.shape == ref.shape and float(np.abs(frames.astype(int) - ref).mean()) < 0.5
-                t = timeit(lambda fn=fn: fn(path, idx), repeat=args.repeat)
+                t = timeit(lambda fn=fn, path=path, idx=idx: fn(path, idx), repeat=args.repeat)
                 res[name] = {**t, "same_frames": bool(same)}
             fastest_other = min(v["median_s"] for k, v in res.items() if not k.startswith("emovid"))
             for name, v in res.items():
@@ -144,7 +144,9 @@ def main() -> None:
         f"{args.repeat} runs. Speed columns are ratios (>1 = faster than the reference)."
         + ("" if has_decord else " decord not installed.")
         + "\n\n"
-        + md_table(rows, ["video", "method", "median ms", "speed vs pyav_all", "speed vs fastest baseline", "same frames"])
+        + md_table(
+            rows, ["video", "method", "median ms", "speed vs pyav_all", "speed vs fastest baseline", "same frames"]
+        )
     )
     write_results("decode", {"results": data}, md)
 

@@ -25,12 +25,20 @@ COMMON = dict(batch_size=16, lr=3e-3, weight_decay=0.0, num_workers=2, progress_
 
 SETUPS = {
     "intensity": dict(
-        data="intensity.csv", model="test_resnet18_3dstem", score="norm", pairs="random", pairs_per_video=4,
+        data="intensity.csv",
+        model="test_resnet18_3dstem",
+        score="norm",
+        pairs="random",
+        pairs_per_video=4,
         monitor=["val/pair_acc", "val/spearman_norm"],
     ),
     "v2v": dict(data="v2v", model="test_resnet18_3dstem", loss="ranknet", val_fraction=0.3, monitor=["val/pair_acc"]),
     "valence_arousal": dict(
-        data="va.csv", video_root="videos", model="test_resnet18_3dstem_gru", loss="mse+ccc", num_frames=8,
+        data="va.csv",
+        video_root="videos",
+        model="test_resnet18_3dstem_gru",
+        loss="mse+ccc",
+        num_frames=8,
         monitor=["val/ccc_valence", "val/ccc_arousal"],
     ),
     "vce": dict(data="vce", model="test_resnet18_3dstem", loss="bce", monitor=["val/top1_in_top3", "val/top3_overlap"]),
@@ -61,22 +69,36 @@ def main() -> None:
             if "video_root" in setup:
                 setup["video_root"] = str(data / setup["video_root"])
             cfg = TrainConfig(
-                task=name, output_dir=str(Path(tmp) / name), epochs=args.epochs, **{**COMMON, **setup,
-                "data": str(data / setup["data"])}
+                task=name,
+                output_dir=str(Path(tmp) / name),
+                epochs=args.epochs,
+                **{**COMMON, **setup, "data": str(data / setup["data"])},
             )
             t0 = time.perf_counter()
             summary = train(cfg)
             secs = time.perf_counter() - t0
             best = summary["best_metrics"]
-            results[name] = {"best": best, "test": summary.get("test_metrics"), "seconds": secs,
-                             "config": cfg.to_dict(), "monitor": monitor, "videos": args.videos}
+            results[name] = {
+                "best": best,
+                "test": summary.get("test_metrics"),
+                "seconds": secs,
+                "config": cfg.to_dict(),
+                "monitor": monitor,
+                "videos": args.videos,
+            }
             print(name, best, flush=True)
     rows = []
     for name, r in results.items():
-        rows.append({"task": name, "model": r["config"]["model"], "epochs": r["config"]["epochs"],
-                     "minutes": r["seconds"] / 60, **{m.split("/")[1]: r["best"].get(m) for m in r["monitor"]},
-                     "test": json.dumps({k: round(v, 3) for k, v in (r.get("test") or {}).items()
-                                         if "chance" not in k})})
+        rows.append(
+            {
+                "task": name,
+                "model": r["config"]["model"],
+                "epochs": r["config"]["epochs"],
+                "minutes": r["seconds"] / 60,
+                **{m.split("/")[1]: r["best"].get(m) for m in r["monitor"]},
+                "test": json.dumps({k: round(v, 3) for k, v in (r.get("test") or {}).items() if "chance" not in k}),
+            }
+        )
     cols = sorted({k for r in rows for k in r} - {"task", "model", "epochs", "minutes", "test"})
     md = (
         "## Learning on synthetic videos (`python bench/tasks.py --tasks T --epochs E`, epochs per row)\n\n"

@@ -81,10 +81,18 @@ def main() -> None:
     ratio = decode["epoch_s"] / cached["epoch_s"]
     same = abs(decode["best"].get("val/pair_acc", 0) - cached["best"].get("val/pair_acc", 0)) < 1e-6
     rows = [
-        {"mode": "decode + embed every epoch", "epoch s": decode["epoch_s"], "run total s": decode["total_s"],
-         "val pair acc": decode["best"].get("val/pair_acc")},
-        {"mode": "--cache-features", "epoch s": cached["epoch_s"], "run total s": cached["total_s"],
-         "val pair acc": cached["best"].get("val/pair_acc")},
+        {
+            "mode": "decode + embed every epoch",
+            "epoch s": decode["epoch_s"],
+            "run total s": decode["total_s"],
+            "val pair acc": decode["best"].get("val/pair_acc"),
+        },
+        {
+            "mode": "--cache-features",
+            "epoch s": cached["epoch_s"],
+            "run total s": cached["total_s"],
+            "val pair acc": cached["best"].get("val/pair_acc"),
+        },
     ]
     md = (
         f"## Training epochs: `--cache-features` vs decoding every epoch\n\n`python bench/train.py --videos "

@@ -17,7 +17,7 @@ def _write_embeddings(root, ids, targets, dim=16, seed=0, split="train", noise=0
     rng = np.random.default_rng(seed)
     proj = rng.normal(size=(targets.shape[1], dim))
     (root / split).mkdir(parents=True, exist_ok=True)
-    for i, (vid, t) in enumerate(zip(ids, targets)):
+    for i, (vid, t) in enumerate(zip(ids, targets, strict=False)):
         n = 20 + i % 11
         emb = np.zeros((30, dim), np.float32)
         emb[:n] = t @ proj + noise * rng.normal(size=(n, dim))
@@ -48,8 +48,15 @@ def test_emotion_dist_learns_and_round_trips(mosei, tmp_path):
     from emovid.train import load_model_dir, train
 
     cfg = TrainConfig(
-        task="emotion_dist", data=str(mosei / "mosei.csv"), video_root=str(mosei / "emb"),
-        output_dir=str(tmp_path / "run"), epochs=15, batch_size=16, lr=2e-3, num_workers=0, progress_bar=False,
+        task="emotion_dist",
+        data=str(mosei / "mosei.csv"),
+        video_root=str(mosei / "emb"),
+        output_dir=str(tmp_path / "run"),
+        epochs=15,
+        batch_size=16,
+        lr=2e-3,
+        num_workers=0,
+        progress_bar=False,
     )
     s = train(cfg)
     m = s["best_metrics"]
@@ -78,8 +85,15 @@ def test_personality_trains_and_reports_challenge_metrics(tmp_path):
 
     traits = _fiv2(tmp_path)
     cfg = TrainConfig(
-        task="personality", data=str(tmp_path / "annotation_training.pkl"), video_root=str(tmp_path / "emb"),
-        output_dir=str(tmp_path / "run"), epochs=12, batch_size=16, lr=2e-3, num_workers=0, progress_bar=False,
+        task="personality",
+        data=str(tmp_path / "annotation_training.pkl"),
+        video_root=str(tmp_path / "emb"),
+        output_dir=str(tmp_path / "run"),
+        epochs=12,
+        batch_size=16,
+        lr=2e-3,
+        num_workers=0,
+        progress_bar=False,
     )
     m = train(cfg)["best_metrics"]
     assert {"val/mse", "val/mae", "val/mean_acc", "val/ccc"} <= set(m)
@@ -93,8 +107,14 @@ def test_missing_embeddings_are_reported(mosei, tmp_path):
     for p in list((mosei / "emb" / "train").glob("v00*.pt")):
         p.unlink()
     cfg = TrainConfig(
-        task="emotion_dist", data=str(mosei / "mosei.csv"), video_root=str(mosei / "emb"),
-        output_dir=str(tmp_path / "run"), epochs=1, batch_size=16, num_workers=0, progress_bar=False,
+        task="emotion_dist",
+        data=str(mosei / "mosei.csv"),
+        video_root=str(mosei / "emb"),
+        output_dir=str(tmp_path / "run"),
+        epochs=1,
+        batch_size=16,
+        num_workers=0,
+        progress_bar=False,
     )
     s = train(cfg)
     assert s["skipped_videos"] == 10
@@ -109,15 +129,25 @@ def test_fusion_model_trains_on_both_and_is_self_contained(mosei, tmp_path):
     from emovid.train import load_model_dir, train
 
     _fiv2(tmp_path)
-    common = dict(video_root=str(tmp_path / "emb"), epochs=1, batch_size=16, lr=2e-3, num_workers=0,
-                  progress_bar=False)
+    common = dict(video_root=str(tmp_path / "emb"), epochs=1, batch_size=16, lr=2e-3, num_workers=0, progress_bar=False)
     train(TrainConfig(task="emotion_dist", data=str(mosei / "mosei.csv"), output_dir=str(tmp_path / "e"), **common))
-    train(TrainConfig(task="personality", data=str(tmp_path / "annotation_training.pkl"),
-                      output_dir=str(tmp_path / "p"), **common))
+    train(
+        TrainConfig(
+            task="personality", data=str(tmp_path / "annotation_training.pkl"), output_dir=str(tmp_path / "p"), **common
+        )
+    )
     emo_head = load_model_dir(tmp_path / "e")[0].head.state_dict()
-    s = train(TrainConfig(task="fusion", data=str(mosei / "mosei.csv"), data2=str(tmp_path / "annotation_training.pkl"),
-                          emotion_checkpoint=str(tmp_path / "e"), personality_checkpoint=str(tmp_path / "p"),
-                          output_dir=str(tmp_path / "f"), **common))
+    s = train(
+        TrainConfig(
+            task="fusion",
+            data=str(mosei / "mosei.csv"),
+            data2=str(tmp_path / "annotation_training.pkl"),
+            emotion_checkpoint=str(tmp_path / "e"),
+            personality_checkpoint=str(tmp_path / "p"),
+            output_dir=str(tmp_path / "f"),
+            **common,
+        )
+    )
     assert {"val/kl", "val/top1", "val/mean_acc", "val/score"} <= set(s["best_metrics"])
     shutil.rmtree(tmp_path / "e")  # the fusion folder alone rebuilds everything
     shutil.rmtree(tmp_path / "p")

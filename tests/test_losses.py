@@ -20,7 +20,9 @@ def test_ranknet_matches_formula():
     expected = -(t * torch.log(torch.sigmoid(d)) + (1 - t) * torch.log(1 - torch.sigmoid(d))).mean()
     torch.testing.assert_close(L.ranknet_loss(sa, sb, t), expected)
     # A tie at equal scores costs log 2 (the minimum for t = 0.5).
-    torch.testing.assert_close(L.ranknet_loss(torch.zeros(1), torch.zeros(1), torch.tensor([0.5])), torch.tensor(math.log(2)))
+    torch.testing.assert_close(
+        L.ranknet_loss(torch.zeros(1), torch.zeros(1), torch.tensor([0.5])), torch.tensor(math.log(2))
+    )
 
 
 def test_pairwise_accuracy_ignores_ties():
@@ -42,7 +44,9 @@ def test_listnet_matches_formula_and_masks_padding():
 def test_plackett_luce_matches_formula():
     s = torch.tensor([[2.0, 0.5, -1.0]])
     expected = -(
-        (2.0 - torch.logsumexp(s[0, :], 0)) + (0.5 - torch.logsumexp(s[0, 1:], 0)) + (-1.0 - torch.logsumexp(s[0, 2:], 0))
+        (2.0 - torch.logsumexp(s[0, :], 0))
+        + (0.5 - torch.logsumexp(s[0, 1:], 0))
+        + (-1.0 - torch.logsumexp(s[0, 2:], 0))
     )
     torch.testing.assert_close(L.plackett_luce_loss(s), expected)
     padded = torch.tensor([[2.0, 0.5, -1.0, 9.0]])

@@ -102,7 +102,7 @@ def test_resume_continues_exactly(synth, tmp_path):
     train(cut)
     a, b = _rows(tmp_path / "a" / "run" / "metrics.csv"), _rows(tmp_path / "b" / "run" / "metrics.csv")
     assert [r["step"] for r in a] == [r["step"] for r in b]
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=False):
         for k in ra:
             if ra[k] and "loss" not in k:
                 assert float(ra[k]) == pytest.approx(float(rb[k]), abs=1e-5), (k, ra, rb)
@@ -135,9 +135,15 @@ def test_valence_arousal_sequence_regression(synth, tmp_path):
     from emovid.train import train
 
     cfg = _cfg(
-        synth, tmp_path, task="valence_arousal", data=str(synth / "va.csv"), video_root=str(synth / "videos"),
+        synth,
+        tmp_path,
+        task="valence_arousal",
+        data=str(synth / "va.csv"),
+        video_root=str(synth / "videos"),
         model="test_resnet18_3dstem_gru",
-        loss="mse+ccc", epochs=3, lr=3e-3,
+        loss="mse+ccc",
+        epochs=3,
+        lr=3e-3,
     )
     s = train(cfg)
     m = s["best_metrics"]
@@ -231,16 +237,33 @@ def test_cli_train_seed_flags_and_errors(synth, tmp_path, capsys):
     from emovid.cli import main
 
     code = main(
-        ["train", "intensity", "--data_csv", str(synth / "intensity.csv"), "--output_dir", str(tmp_path / "cli"),
-         "--epochs", "1", "--batch_size", "8", "--lr", "1e-3", "--model", MODEL, "--num-workers", "0",
-         "--no-progress"]
+        [
+            "train",
+            "intensity",
+            "--data_csv",
+            str(synth / "intensity.csv"),
+            "--output_dir",
+            str(tmp_path / "cli"),
+            "--epochs",
+            "1",
+            "--batch_size",
+            "8",
+            "--lr",
+            "1e-3",
+            "--model",
+            MODEL,
+            "--num-workers",
+            "0",
+            "--no-progress",
+        ]
     )
     out = capsys.readouterr().out
     assert code == 0
     assert json.loads(out[out.index("{") :])["task"] == "intensity"
     assert (tmp_path / "cli" / "model.safetensors").exists()
-    code = main(["train", "intensity", "--data_csv", str(tmp_path / "none.csv"), "-o", str(tmp_path / "x"),
-                 "--model", MODEL])
+    code = main(
+        ["train", "intensity", "--data_csv", str(tmp_path / "none.csv"), "-o", str(tmp_path / "x"), "--model", MODEL]
+    )
     err = capsys.readouterr().err
     assert code != 0 and "none.csv" in err and "Traceback" not in err
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -29,7 +31,7 @@ def test_get_frames_returns_exact_pixels(index_video, indices):
     frames = read_frames(index_video, indices)
     n = 48
     assert frames.shape == (len(indices), 48, 64, 3) and frames.dtype == np.uint8
-    for got, i in zip(frames, indices):
+    for got, i in zip(frames, indices, strict=False):
         np.testing.assert_array_equal(got, index_frame(i % n))
 
 
@@ -39,7 +41,7 @@ def test_sparse_access_seeks_instead_of_decoding_everything(gop_video):
         frames = r.get_frames(wanted)
         decoded = r.frames_decoded
     assert [frame_index(f) for f in frames] == wanted
-    for got, i in zip(frames, wanted):
+    for got, i in zip(frames, wanted, strict=False):
         np.testing.assert_array_equal(got, index_frame(i))
     # 6 frames, each at most 9 frames past its keyframe (GOP 10) plus decoder delay; far below all 300.
     assert decoded < 120
@@ -109,7 +111,7 @@ def test_lossy_h264_default_gop_decodes_requested_frames(tmp_path):
     path = make_index_video(tmp_path / "lossy.mp4", n=60, codec="libx264", crf=10)
     frames = read_frames(path, [0, 31, 59])
     # Lossy: the index channel survives within a few levels.
-    assert [abs(int(f[10, 20, 0]) - i) <= 3 for f, i in zip(frames, [0, 31, 59])] == [True] * 3
+    assert [abs(int(f[10, 20, 0]) - i) <= 3 for f, i in zip(frames, [0, 31, 59], strict=False)] == [True] * 3
 
 
 # ---- bad input -------------------------------------------------------------------------------------------------
@@ -166,7 +168,7 @@ def test_zero_decodable_frames(tmp_path):
     import av
 
     src = make_index_video(tmp_path / "ok.mkv", n=4, codec="ffv1")
-    data = bytearray(open(src, "rb").read())
+    data = bytearray(Path(src).read_bytes())
     with av.open(src) as c:
         spans = [(p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.size]
     rng = np.random.default_rng(0)
@@ -174,13 +176,16 @@ def test_zero_decodable_frames(tmp_path):
         data[pos : pos + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
     bad = tmp_path / "garbage.mkv"
     bad.write_bytes(bytes(data))
-    with pytest.raises(EmptyVideoError, match="garbage.mkv: (no frame of the video stream could be decoded|the video stream contains no frames)"):
+    with pytest.raises(
+        EmptyVideoError,
+        match="garbage.mkv: (no frame of the video stream could be decoded|the video stream contains no frames)",
+    ):
         probe(bad)
 
 
 def test_unsupported_codec(tmp_path):
     src = make_index_video(tmp_path / "ok.mkv", n=3, codec="ffv1")
-    data = open(src, "rb").read()
+    data = Path(src).read_bytes()
     assert data.count(b"V_FFV1") == 1
     bad = tmp_path / "alien.mkv"
     bad.write_bytes(data.replace(b"V_FFV1", b"V_QQQQ"))  # a codec id no decoder knows
@@ -208,7 +213,9 @@ def test_truncated_faststart_stream_fails_on_missing_frames(tmp_path):
         s.width, s.height, s.pix_fmt = 128, 96, "yuv420p"
         rng = np.random.default_rng(0)
         for _ in range(100):
-            for pk in s.encode(av.VideoFrame.from_ndarray(rng.integers(0, 255, (96, 128, 3), np.uint8), format="rgb24")):
+            for pk in s.encode(
+                av.VideoFrame.from_ndarray(rng.integers(0, 255, (96, 128, 3), np.uint8), format="rgb24")
+            ):
                 c.mux(pk)
         for pk in s.encode():
             c.mux(pk)

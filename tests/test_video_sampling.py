@@ -94,9 +94,7 @@ def test_resize_short_side_and_crops():
     torch.testing.assert_close(r1, r2)
     assert r1.shape == (3, 2, 10, 12)
     # The crop is a window of the input, the same for every frame.
-    found = any(
-        torch.equal(r1, x[..., i : i + 10, j : j + 12]) for i in range(60 - 10 + 1) for j in range(80 - 12 + 1)
-    )
+    found = any(torch.equal(r1, x[..., i : i + 10, j : j + 12]) for i in range(60 - 10 + 1) for j in range(80 - 12 + 1))
     assert found
 
 

@@ -93,9 +93,7 @@ def embed_videos(
     """
     from torch.utils.data import DataLoader
 
-    dl = DataLoader(
-        _VideoSet(records, loader), batch_size=batch_size, num_workers=num_workers, collate_fn=_collate
-    )
+    dl = DataLoader(_VideoSet(records, loader), batch_size=batch_size, num_workers=num_workers, collate_fn=_collate)
     it = dl
     if progress:
         from tqdm import tqdm
@@ -112,7 +110,7 @@ def embed_videos(
         for items in groups.values():
             x = torch.stack([b["x"] for b in items]).to(device)
             embs = embed(x).float().cpu()
-            for b, e in zip(items, embs):
+            for b, e in zip(items, embs, strict=False):
                 on_result(records[b["i"]], e, b["times"])
 
 

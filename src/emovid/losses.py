@@ -135,7 +135,9 @@ def bin_centers(num_bins: int, low: float = -1.0, high: float = 1.0) -> torch.Te
     return low + width * (torch.arange(num_bins, dtype=torch.float32) + 0.5)
 
 
-def binned_cross_entropy(logits: torch.Tensor, values: torch.Tensor, low: float = -1.0, high: float = 1.0) -> torch.Tensor:
+def binned_cross_entropy(
+    logits: torch.Tensor, values: torch.Tensor, low: float = -1.0, high: float = 1.0
+) -> torch.Tensor:
     """Cross entropy of ``logits [..., num_bins]`` against the bin of each continuous target value."""
     num_bins = logits.shape[-1]
     return F.cross_entropy(logits.reshape(-1, num_bins), value_bins(values, num_bins, low, high).reshape(-1))

@@ -72,8 +72,11 @@ def train(
     pairs_per_video: int = typer.Option(4, "--pairs-per-video"),
     tie_tol: float = typer.Option(0.0, "--tie-tol"),
     loss: str | None = typer.Option(
-        None, "--loss", "--loss-type", "--loss_type", help="vce: bce|mse; valence_arousal: mse|ccc|mse+ccc|bins; "
-        "v2v: ranknet|listnet|plackett"
+        None,
+        "--loss",
+        "--loss-type",
+        "--loss_type",
+        help="vce: bce|mse; valence_arousal: mse|ccc|mse+ccc|bins; v2v: ranknet|listnet|plackett",
     ),
     va_bins: int = typer.Option(20, "--va-bins"),
     clip_length: float | None = typer.Option(None, "--clip-length", "--clip_length", help="Seconds per clip (VA)."),

@@ -144,9 +144,7 @@ class ClipDataset(Dataset):
         epoch: the epoch this dataset serves (part of the seed): a number or a shared :class:`EpochRef`.
     """
 
-    def __init__(
-        self, records: Sequence[Any], loader, targets_fn: TargetsFn, seed: int = 0, epoch: int | EpochRef = 0
-    ):
+    def __init__(self, records: Sequence[Any], loader, targets_fn: TargetsFn, seed: int = 0, epoch: int | EpochRef = 0):
         self.records = list(records)
         self.loader = loader
         self.targets_fn = targets_fn
@@ -275,7 +273,7 @@ def check_videos(
             return e.message
 
     with ThreadPoolExecutor(max(1, workers)) as ex:
-        errors = dict(zip(paths, ex.map(check, paths)))
+        errors = dict(zip(paths, ex.map(check, paths), strict=False))
     failures = [{"video": p, "error": e} for p, e in errors.items() if e]
     if report_path is not None and failures:
         import json

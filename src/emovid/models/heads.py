@@ -100,8 +100,14 @@ class MultiTaskFusionModel(nn.Module):
         d_model: width of the fusion encoders.
     """
 
-    def __init__(self, emotion_head: SequenceTransformer, trait_head: SequenceTransformer, d_model: int = 128,
-                 heads: int = 4, dropout: float = 0.1):
+    def __init__(
+        self,
+        emotion_head: SequenceTransformer,
+        trait_head: SequenceTransformer,
+        d_model: int = 128,
+        heads: int = 4,
+        dropout: float = 0.1,
+    ):
         super().__init__()
         self.emotion_head, self.trait_head = emotion_head, trait_head
         for p in list(emotion_head.parameters()) + list(trait_head.parameters()):

@@ -247,7 +247,9 @@ class LoadReport:
             if keys:
                 parts.append(f"{len(keys)} {label} ({_few(keys)})")
         if self.mismatched:
-            parts.append(f"{len(self.mismatched)} skipped for shape ({_few([f'{k} {a}->{b}' for k, a, b in self.mismatched])})")
+            parts.append(
+                f"{len(self.mismatched)} skipped for shape ({_few([f'{k} {a}->{b}' for k, a, b in self.mismatched])})"
+            )
         return "; ".join(parts)
 
 

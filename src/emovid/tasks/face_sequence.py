@@ -281,7 +281,9 @@ class FusionTask(_EmbeddingTask):
         out = {}
         e, tr = outputs["has_emotion"] > 0.5, outputs["has_traits"] > 0.5
         if e.any():
-            out.update(EmotionDistTask.compute_metrics(self, {"prob": outputs["prob"][e], "target": outputs["target"][e]}))
+            out.update(
+                EmotionDistTask.compute_metrics(self, {"prob": outputs["prob"][e], "target": outputs["target"][e]})
+            )
         if tr.any():
             out.update(
                 PersonalityTask.compute_metrics(self, {"pred": outputs["pred"][tr], "target": outputs["traits"][tr]})

@@ -3,9 +3,9 @@
 Labels: a V2V folder. ``train_labels.json`` pairs ``[a, b]`` (b preferred) train a scalar valence score with
 RankNet (``--loss ranknet``, default); with ``--loss listnet`` or ``--loss plackett`` the listwise comparisons
 (``listwise_labels.json``, ordered least → most preferred) train it with ListNet or Plackett–Luce instead.
-A validation share of the videos (``--val-fraction``; comparisons with only validation videos validate, those
-with only training videos train, mixed ones are dropped) picks the best checkpoint; ``test_labels.json`` and ``listwise_labels.json`` are scored
-at the end. Metrics: pairwise accuracy; for lists, exact-order rate and mean Kendall τ.
+A validation share of the videos (``--val-fraction``; comparisons with only validation videos validate,
+those with only training videos train, mixed ones are dropped) picks the best checkpoint;
+``test_labels.json`` and ``listwise_labels.json`` are scored at the end. Metrics: pairwise accuracy; for lists, exact-order rate and mean Kendall τ.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from emovid.tasks.base import Task, register_task
 def _refs(comparisons) -> tuple[list[VideoRef], dict[str, int]]:
     refs: dict[str, VideoRef] = {}
     for c in comparisons:
-        for vid, path in zip(c.video_ids, c.video_paths):
+        for vid, path in zip(c.video_ids, c.video_paths, strict=False):
             refs.setdefault(vid, VideoRef(vid, path))
     lst = list(refs.values())
     return lst, {r.video_id: i for i, r in enumerate(lst)}
@@ -151,7 +151,7 @@ class V2VTask(Task):
 
     def compute_metrics(self, outputs, comparisons=None, records=None):
         records = records if records is not None else self.val_records
-        scores = {records[i].video_id: float(s) for i, s in zip(outputs["index"], outputs["score"])}
+        scores = {records[i].video_id: float(s) for i, s in zip(outputs["index"], outputs["score"], strict=False)}
         return ranking_metrics(scores, comparisons if comparisons is not None else self.val_comparisons)
 
     def test_metrics(self, outputs) -> dict[str, float]:

@@ -139,7 +139,9 @@ class VideoReader:
             raise NoVideoStreamError(f"is {what}; give a video file", self.path)
         s = c.streams.video[0]
         if s.codec_context is None or s.codec_context.codec is None:
-            raise UnsupportedCodecError("its video codec has no decoder in this FFmpeg build; re-encode to H.264", self.path)
+            raise UnsupportedCodecError(
+                "its video codec has no decoder in this FFmpeg build; re-encode to H.264", self.path
+            )
         self._stream = s
         self._tb = float(s.time_base) if s.time_base else 1.0
         self._has_audio = bool(c.streams.audio)
@@ -309,7 +311,9 @@ class VideoReader:
                 self.path,
             )
         if idx.size and (idx.min() < -n or idx.max() >= n):
-            raise FrameIndexError(f"frame indices must lie in [0, {n}); got {int(idx.min())}..{int(idx.max())}", self.path)
+            raise FrameIndexError(
+                f"frame indices must lie in [0, {n}); got {int(idx.min())}..{int(idx.max())}", self.path
+            )
         return np.where(idx < 0, idx + n, idx)
 
     def get_frames(self, indices: Sequence[int], size: tuple[int, int] | None = None) -> np.ndarray:

@@ -174,6 +174,4 @@ def parse_sampler(spec: str) -> ClipSampler:
             return ClipSampler("rate", fps=float(rest))
     except ValueError:
         pass
-    raise ConfigError(
-        f"bad sampler spec {spec!r}; use uniform:N, random:TxS, center:TxS, sliding:TxS:HOP or rate:FPS"
-    )
+    raise ConfigError(f"bad sampler spec {spec!r}; use uniform:N, random:TxS, center:TxS, sliding:TxS:HOP or rate:FPS")
