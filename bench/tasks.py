@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+
+import yaml
 import sys
 import tempfile
 import time
@@ -52,6 +54,7 @@ def main() -> None:
     ap.add_argument("--tasks", default=",".join(SETUPS))
     ap.add_argument("--data", default=None, help="an existing `emovid synth` folder (default: generate one)")
     ap.add_argument("--render-only", action="store_true", help="rewrite BENCHMARKS.md from bench/results/tasks.json")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a TrainConfig field")
     args = ap.parse_args()
     if args.render_only:
         args.tasks = ""
@@ -66,6 +69,9 @@ def main() -> None:
         for name in [t for t in args.tasks.split(",") if t]:
             setup = dict(SETUPS[name])
             monitor = setup.pop("monitor")
+            for item in args.set:
+                key, _, value = item.partition("=")
+                setup[key] = yaml.safe_load(value)
             if "video_root" in setup:
                 setup["video_root"] = str(data / setup["video_root"])
             cfg = TrainConfig(
