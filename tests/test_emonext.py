@@ -7,8 +7,7 @@ Layouts come from ``tests/fixtures/emonext_keys/`` (generated once from the refe
 from __future__ import annotations
 
 import json
-import math
-import zlib
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,24 +19,9 @@ from emovid.models.emonext import emonext_filter_fn
 
 FIX = Path(__file__).parent / "fixtures" / "emonext_keys"
 
-
-# Same formula as tools/fixture_weights.py (the generator); keep the two identical.
-def formula_tensor(key: str, shape) -> torch.Tensor:
-    if key.endswith("num_batches_tracked"):
-        return torch.tensor(0, dtype=torch.long)
-    g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
-    t = torch.randn(tuple(shape), generator=g)
-    if key.endswith("running_var"):
-        return 1.0 + 0.5 * t.abs()
-    if len(shape) >= 2:
-        return t / math.sqrt(math.prod(shape[1:]))
-    if key.endswith("weight"):
-        return 1.0 + 0.1 * t
-    return 0.1 * t
-
-
-def formula_input(shape, seed):
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+# The generator's formulas (tools/fixture_weights.py), imported so tests and fixtures cannot drift apart.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+from fixture_weights import formula_input, formula_tensor  # noqa: E402
 
 
 def fixture(name: str) -> dict:

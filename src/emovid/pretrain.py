@@ -917,7 +917,7 @@ def pretrain(cfg: PretrainConfig, callbacks: list | None = None, trainer_kwargs:
     """
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from emovid.train import _csv_logger
+    from emovid.train import make_loggers, parse_devices
 
     out = Path(cfg.output_dir)
     last = out / "checkpoints" / "last.ckpt"
@@ -943,19 +943,12 @@ def pretrain(cfg: PretrainConfig, callbacks: list | None = None, trainer_kwargs:
         dirpath=out / "checkpoints", filename="last", monitor=None, save_top_k=1, save_on_train_epoch_end=True
     )
     cbs = [_EpochSetter(epoch_ref), ckpt, ExportBackbone(cfg, geo, out), *(callbacks or [])]
-    loggers = [_csv_logger(out, last if cfg.resume else None)]
-    try:
-        import tensorboard  # noqa: F401
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(save_dir=str(out), name="tb", version=""))
-    except ImportError:
-        pass
+    loggers = make_loggers(out, last if cfg.resume else None)
     kwargs: dict[str, Any] = dict(
         max_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
         accelerator=cfg.accelerator,
-        devices=int(cfg.devices) if isinstance(cfg.devices, str) and cfg.devices.isdigit() else cfg.devices,
+        devices=parse_devices(cfg.devices),
         num_nodes=cfg.num_nodes,
         strategy=cfg.strategy,
         precision=cfg.precision,

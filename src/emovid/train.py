@@ -395,19 +395,12 @@ def train(cfg: TrainConfig, callbacks: list | None = None, trainer_kwargs: dict 
     cbs = [_EpochSetter(epoch_ref), best_ckpt, last_ckpt, export, *(callbacks or [])]
     if cfg.early_stopping_patience:
         cbs.append(EarlyStopping(monitor=monitor, mode=task.mode, patience=cfg.early_stopping_patience))
-    loggers = [_csv_logger(out, last if cfg.resume else None)]
-    try:
-        import tensorboard  # noqa: F401
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(save_dir=str(out), name="tb", version=""))
-    except ImportError:
-        pass
+    loggers = make_loggers(out, last if cfg.resume else None)
     kwargs: dict[str, Any] = dict(
         max_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
         accelerator=cfg.accelerator,
-        devices=_devices(cfg.devices),
+        devices=parse_devices(cfg.devices),
         num_nodes=cfg.num_nodes,
         strategy=cfg.strategy,
         precision=cfg.precision,
@@ -486,7 +479,21 @@ def _resume_epoch(ckpt: Path) -> int:
         return int(state.get("epoch", -1)) + 1
 
 
-def _devices(devices: str | int):
+def make_loggers(out: Path, resume_from: Path | None) -> list:
+    """``out/metrics.csv`` (kept across ``--resume``) and, when tensorboard is installed, ``out/tb``."""
+    loggers = [_csv_logger(out, resume_from)]
+    try:
+        import tensorboard  # noqa: F401
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(save_dir=str(out), name="tb", version=""))
+    except ImportError:
+        pass
+    return loggers
+
+
+def parse_devices(devices: str | int):
+    """Lightning's ``devices``: a count given as a string becomes an int; ``auto`` and lists stay as they are."""
     if isinstance(devices, str) and devices.isdigit():
         return int(devices)
     return devices
