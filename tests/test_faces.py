@@ -188,7 +188,7 @@ def test_faces_embed_layout_resume_and_failures(fiv2_tree, tmp_path, capsys):
     assert "broken.mp4: cannot be opened as a video" in cap.err and len(cap.err.strip().splitlines()) == 1
     assert "3 done, 0 skipped, 1 failed of 4 videos (1 without any face; test_emonext, dim 64)" in cap.out
     files = sorted(p.name for p in (out / "train").iterdir())
-    assert files == ["blank.pt", "failures.jsonl", "vid1.000.pt", "vid2.000.pt"]
+    assert files == ["blank.pt", "faces_embed.json", "failures.jsonl", "vid1.000.pt", "vid2.000.pt"]
     (fail,) = [json.loads(line) for line in (out / "train" / "failures.jsonl").read_text().splitlines()]
     assert fail["video"].endswith("broken.mp4")
     d = torch.load(out / "train" / "vid1.000.pt", weights_only=True)

@@ -29,7 +29,10 @@ import numpy as np
 
 from emovid.errors import ConfigError, EmovidError, InputNotFoundError
 
-__all__ = ["FaceEmbedder", "embed_videos", "find_videos"]
+__all__ = ["RECIPE_FILE", "FaceEmbedder", "embed_video", "embed_videos", "find_recipe", "find_videos"]
+
+#: Written next to the embeddings: ``{"model", "weights", "num_crops", "margin", "detector", "dim"}``.
+RECIPE_FILE = "faces_embed.json"
 
 
 def find_videos(base_path: str | os.PathLike, split: str, folders: Sequence[str] | None = None) -> list[Path]:
@@ -63,6 +66,20 @@ def find_videos(base_path: str | os.PathLike, split: str, folders: Sequence[str]
                     )
                 seen[p.stem] = p
     return sorted(seen.values())
+
+
+def find_recipe(root: str | os.PathLike) -> dict | None:
+    """The :data:`RECIPE_FILE` in an embedding folder or its split sub-folders (the first found), or ``None``."""
+    import json
+
+    base = Path(root)
+    for p in [base / RECIPE_FILE, *sorted(base.glob(f"*/{RECIPE_FILE}"))]:
+        if p.is_file():
+            try:
+                return json.loads(p.read_text())
+            except (OSError, ValueError):
+                continue
+    return None
 
 
 class FaceEmbedder:
@@ -111,6 +128,41 @@ class FaceEmbedder:
         return torch.cat(outs).numpy()
 
 
+def embed_video(
+    path: str | os.PathLike,
+    embedder: FaceEmbedder,
+    num_crops: int = 30,
+    margin: float = 0.2,
+    detector=None,
+    batch_size: int = 32,
+) -> dict:
+    """One video's record in the ``VIDEO.pt`` layout of the module notes (tensors, zero-padded to ``num_crops``).
+
+    Raises:
+        emovid.errors.VideoError: the file cannot be decoded.
+    """
+    import torch
+
+    from emovid.faces.crops import video_face_crops
+
+    fc = video_face_crops(path, num_crops=num_crops, size=embedder.size, margin=margin, detector=detector)
+    emb = np.zeros((num_crops, embedder.dim), np.float32)
+    real = fc.face_crops()
+    n = len(real)
+    if n:
+        emb[:n] = embedder.embed(real, batch_size)
+    frames = np.full(num_crops, -1, np.int64)
+    times = np.full(num_crops, np.nan, np.float32)
+    frames[:n] = fc.frame_indices[fc.has_face]
+    times[:n] = fc.times[fc.has_face]
+    return {
+        "emb": torch.from_numpy(emb),
+        "length": int(n),
+        "frames": torch.from_numpy(frames),
+        "times": torch.from_numpy(times),
+    }
+
+
 def embed_videos(
     split: str,
     base_path: str | os.PathLike,
@@ -135,9 +187,8 @@ def embed_videos(
     import torch
     from tqdm import tqdm
 
-    from emovid.faces.crops import video_face_crops
     from emovid.faces.detect import create_detector
-    from emovid.utils.io import append_jsonl, atomic_path
+    from emovid.utils.io import append_jsonl, atomic_path, write_json
 
     if num_crops < 1:
         raise ConfigError(f"--num-crops must be at least 1, got {num_crops}")
@@ -152,25 +203,26 @@ def embed_videos(
     todo = [v for v in videos if overwrite or not (out / f"{v.stem}.pt").exists()]
     embedder = FaceEmbedder(model, pretrained, device) if todo else None
     det = create_detector(detector)
+    if embedder is not None:
+        # How the files were made: trained heads record it, so `emovid analyze --checkpoint` embeds new videos alike.
+        write_json(
+            out / RECIPE_FILE,
+            {
+                "model": model,
+                "weights": os.path.abspath(embedder.weights)
+                if embedder.weights and os.path.isfile(embedder.weights)
+                else embedder.weights,
+                "num_crops": int(num_crops),
+                "margin": float(margin),
+                "detector": detector if isinstance(detector, str) else getattr(det, "name", "haar"),
+                "dim": int(embedder.dim),
+            },
+        )
     done = failed = no_face = 0
     for v in tqdm(todo, desc=f"faces embed {split}", unit="video", disable=not progress or not todo):
         try:
-            fc = video_face_crops(v, num_crops=num_crops, size=embedder.size, margin=margin, detector=det)
-            emb = np.zeros((num_crops, embedder.dim), np.float32)
-            real = fc.face_crops()
-            n = len(real)
-            if n:
-                emb[:n] = embedder.embed(real, batch_size)
-            frames = np.full(num_crops, -1, np.int64)
-            times = np.full(num_crops, np.nan, np.float32)
-            frames[:n] = fc.frame_indices[fc.has_face]
-            times[:n] = fc.times[fc.has_face]
-            record = {
-                "emb": torch.from_numpy(emb),
-                "length": int(n),
-                "frames": torch.from_numpy(frames),
-                "times": torch.from_numpy(times),
-            }
+            record = embed_video(v, embedder, num_crops=num_crops, margin=margin, detector=det, batch_size=batch_size)
+            n = record["length"]
             with atomic_path(out / f"{v.stem}.pt") as tmp:
                 torch.save(record, tmp)
         except EmovidError as e:

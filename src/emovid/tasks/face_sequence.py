@@ -93,8 +93,18 @@ class _EmbeddingTask(Task):
                 raise ConfigError(f"{self._root()}: no embedding files for the training videos")
             dim = int(torch.load(first, weights_only=True)["emb"].shape[-1])
             self.cfg.model_args["dim"] = dim
+            self._record_recipe(self._root())
         self.cfg.model = "embeddings"
         return EmbeddingInput(int(dim))
+
+    def _record_recipe(self, root: Path, fallback: dict | None = None) -> None:
+        """Keep how the embeddings were made (face model, crops) in the config, for inference on new videos."""
+        from emovid.faces.embed import find_recipe
+
+        recipe = find_recipe(root) or fallback
+        if recipe:
+            keys = ("model", "weights", "num_crops", "margin", "detector")
+            self.cfg.model_args["face_embedder"] = {k: recipe[k] for k in keys if k in recipe}
 
     def build_head(self, num_features: int) -> nn.Module:
         from emovid.models.heads import SequenceTransformer
@@ -239,12 +249,13 @@ class FusionTask(_EmbeddingTask):
         if dim is not None:  # rebuilding a saved fusion model: its file holds the heads' weights too
             self._heads = (SequenceTransformer(dim, 7), SequenceTransformer(dim, 5))
         else:
-            emo, _, _ = load_model_dir(self.cfg.emotion_checkpoint)
+            emo, ecfg, _ = load_model_dir(self.cfg.emotion_checkpoint)
             per, _, _ = load_model_dir(self.cfg.personality_checkpoint)
             if emo.num_features != per.num_features:
                 raise ConfigError("fusion: the emotion and personality heads were trained on different embeddings")
             self._heads = (emo.head, per.head)
             self.cfg.model_args["dim"] = int(emo.feature_extractor.num_features)
+            self._record_recipe(self._root(), fallback=ecfg.model_args.get("face_embedder"))
         return super().make_backbone()
 
     def build_head(self, num_features: int) -> nn.Module:
@@ -290,3 +301,83 @@ class FusionTask(_EmbeddingTask):
             )
         out["score"] = out.get("top1", 0.0) + out.get("mean_acc", 0.0)
         return out
+
+
+# ---- inference on new videos --------------------------------------------------------------------------------------
+
+
+class FacePersonalityPredictor:
+    """``video path -> {trait: score}`` from a trained ``fusion`` (or ``personality``) checkpoint folder.
+
+    The video goes through the same steps as the training data: the checkpoint's recorded ``face_embedder`` recipe
+    (face model and weights, number of crops, margin, detector; written by ``emovid faces embed`` and kept by
+    training) gives the ``num_crops`` face crops and their embeddings, and the model maps the sequence to OCEAN
+    scores in ``[0, 1]`` (:data:`emovid.data.readers.fiv2.FIV2_TRAITS` order). A video without any face gives
+    ``None``: no traits are invented.
+
+    Raises:
+        ModelError: not a checkpoint, a task without traits, or a face model whose embedding size differs.
+        ConfigError: the checkpoint does not record its face model and none is given.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        device: str = "cpu",
+        face_model: str | None = None,
+        weights: str | bool | None = None,
+    ):
+        from emovid.errors import ModelError
+        from emovid.faces.detect import create_detector
+        from emovid.faces.embed import FaceEmbedder
+        from emovid.train import load_model_dir
+
+        self.checkpoint = str(checkpoint)
+        self.model, self.cfg, _ = load_model_dir(checkpoint)
+        if self.cfg.task not in ("fusion", "personality"):
+            raise ModelError(
+                f"{checkpoint}: a {self.cfg.task!r} checkpoint has no personality output; give a fusion or "
+                "personality checkpoint"
+            )
+        recipe = dict(self.cfg.model_args.get("face_embedder") or {})
+        if face_model:
+            recipe.update(model=face_model, weights=weights if weights is not None else True)
+        if "model" not in recipe:
+            raise ConfigError(
+                f"{checkpoint}: the checkpoint does not record which face model made its training embeddings "
+                "(no faces_embed.json beside them); name it with face_model="
+            )
+        w = recipe.get("weights")
+        self.embedder = FaceEmbedder(recipe["model"], w if w not in (None, "None") else False, device)
+        dim = int(self.cfg.model_args.get("dim", self.embedder.dim))
+        if self.embedder.dim != dim:
+            raise ModelError(
+                f"{checkpoint}: trained on {dim}-d embeddings but {recipe['model']} gives {self.embedder.dim}-d"
+            )
+        self.num_crops = int(recipe.get("num_crops", 30))
+        self.margin = float(recipe.get("margin", 0.2))
+        self.detector = create_detector(recipe.get("detector", "haar"))
+        self.model.to(device)
+        self.device = device
+
+    def predict_embeddings(self, emb: torch.Tensor) -> dict[str, float]:
+        """Traits from one ``[N, D]`` embedding sequence (zero rows = no face)."""
+        from emovid.data.readers.fiv2 import FIV2_TRAITS
+
+        with torch.inference_mode():
+            out = self.model(emb.float().unsqueeze(0).to(self.device), False)
+            traits = out["traits"] if isinstance(out, dict) else torch.sigmoid(out)
+        return {t: round(float(v), 5) for t, v in zip(FIV2_TRAITS, traits[0].cpu(), strict=True)}
+
+    def __call__(self, path: str | Path) -> dict[str, float] | None:
+        from emovid.faces.embed import embed_video
+
+        rec = embed_video(path, self.embedder, self.num_crops, self.margin, self.detector)
+        if rec["length"] == 0:
+            return None
+        return self.predict_embeddings(rec["emb"])
+
+
+def personality_predictor(checkpoint: str | Path, device: str = "cpu") -> FacePersonalityPredictor:
+    """The ``emovid analyze --checkpoint`` hook (see :class:`FacePersonalityPredictor`)."""
+    return FacePersonalityPredictor(checkpoint, device=device)
