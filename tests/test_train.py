@@ -131,6 +131,22 @@ def test_cache_features_trains_head_only(synth, tmp_path):
         torch.testing.assert_close(v, ref[k], msg=k)
 
 
+def test_frozen_backbone_decoding_matches_the_feature_cache(synth, tmp_path):
+    """Same clips, frozen backbone: decoding every epoch and the cache train the same head to the same metrics
+    (the frozen backbone stays in eval mode, so its BatchNorm statistics do not drift while the head trains)."""
+    from emovid.train import train
+
+    kw = dict(head_lr=1e-2, score="linear", epochs=2, augment=False, freeze_backbone=True)
+    dec = train(_cfg(synth, tmp_path, output_dir=str(tmp_path / "dec"), **kw))["best_metrics"]
+    cac = train(_cfg(synth, tmp_path, output_dir=str(tmp_path / "cac"), cache_features=True, **kw))["best_metrics"]
+    assert dec == pytest.approx(cac, abs=1e-5)
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(tmp_path / "dec" / "model.safetensors")), load_file(str(tmp_path / "cac" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k, atol=1e-5, rtol=1e-4)
+
+
 def test_valence_arousal_sequence_regression(synth, tmp_path):
     from emovid.train import train
 

@@ -168,6 +168,10 @@ def make_module(task: Task, model: TaskModel, cfg: TrainConfig, cached: bool):
                 self.model.feature_extractor.eval()  # frozen: BatchNorm statistics stay as loaded
             return self
 
+        def on_train_epoch_start(self):
+            # Lightning 2.x no longer calls .train() when fitting starts; set the modes here, every epoch.
+            self.train()
+
         def training_step(self, batch, batch_idx):
             if batch is None:
                 return None
