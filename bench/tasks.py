@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-
-import yaml
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import md_table, write_results  # noqa: E402

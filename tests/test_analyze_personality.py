@@ -31,23 +31,34 @@ def trained(tmp_path_factory):
     torch.manual_seed(0)
     save_file(create_model("test_emonext", num_classes=0).state_dict(), str(root / "face.safetensors"))
     s = embed_videos(
-        "train", root / "videos", root / "emb", model="test_emonext", pretrained=str(root / "face.safetensors"),
-        num_crops=6, progress=False,
+        "train",
+        root / "videos",
+        root / "emb",
+        model="test_emonext",
+        pretrained=str(root / "face.safetensors"),
+        num_crops=6,
+        progress=False,
     )
     assert s["done"] == len(IDS) and s["dim"] == 64
     rng = np.random.default_rng(0)
     ann = {t: {f"{v}.mp4": float(rng.uniform(0.2, 0.8)) for v in IDS} for t in FIV2_TRAITS}
     with open(root / "fiv2.pkl", "wb") as f:
         pickle.dump(ann, f)
-    rows = ["video_id,happy,sad,anger,surprise,disgust,fear"] + [f"{v},{i % 3},1,0,0,0,{i % 2}" for i, v in enumerate(IDS)]
+    rows = ["video_id,happy,sad,anger,surprise,disgust,fear"] + [
+        f"{v},{i % 3},1,0,0,0,{i % 2}" for i, v in enumerate(IDS)
+    ]
     (root / "mosei.csv").write_text("\n".join(rows) + "\n")
     common = dict(video_root=str(root / "emb"), epochs=1, batch_size=4, num_workers=0, progress_bar=False)
     train(TrainConfig(task="emotion_dist", data=str(root / "mosei.csv"), output_dir=str(root / "e"), **common))
     train(TrainConfig(task="personality", data=str(root / "fiv2.pkl"), output_dir=str(root / "p"), **common))
     train(
         TrainConfig(
-            task="fusion", data=str(root / "mosei.csv"), data2=str(root / "fiv2.pkl"),
-            emotion_checkpoint=str(root / "e"), personality_checkpoint=str(root / "p"), output_dir=str(root / "f"),
+            task="fusion",
+            data=str(root / "mosei.csv"),
+            data2=str(root / "fiv2.pkl"),
+            emotion_checkpoint=str(root / "e"),
+            personality_checkpoint=str(root / "p"),
+            output_dir=str(root / "f"),
             **common,
         )
     )
@@ -91,7 +102,9 @@ def test_image_input_and_faceless_video_give_no_traits(trained, tmp_path):
     write_video(tmp_path / "in" / "empty.mp4", [np.full((64, 64, 3), 90, np.uint8)] * 10, fps=10)
     frame = np.zeros((96, 96, 3), np.uint8)
     cv2.imwrite(str(tmp_path / "in" / "still.png"), frame)
-    out = analyze_inputs([tmp_path / "in"], tmp_path / "o", checkpoint=trained / "p", options=AnalyzeOptions(progress=False))
+    out = analyze_inputs(
+        [tmp_path / "in"], tmp_path / "o", checkpoint=trained / "p", options=AnalyzeOptions(progress=False)
+    )
     assert out["done"] == 2 and all(r["personality"] is None for r in out["results"])
 
 

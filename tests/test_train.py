@@ -142,7 +142,10 @@ def test_frozen_backbone_decoding_matches_the_feature_cache(synth, tmp_path):
     assert dec == pytest.approx(cac, abs=1e-5)
     from safetensors.torch import load_file
 
-    a, b = load_file(str(tmp_path / "dec" / "model.safetensors")), load_file(str(tmp_path / "cac" / "model.safetensors"))
+    a, b = (
+        load_file(str(tmp_path / "dec" / "model.safetensors")),
+        load_file(str(tmp_path / "cac" / "model.safetensors")),
+    )
     for k in a:
         torch.testing.assert_close(a[k], b[k], msg=k, atol=1e-5, rtol=1e-4)
 

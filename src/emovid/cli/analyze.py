@@ -21,7 +21,9 @@ def analyze(
         None, "--pretrained", help="Weights for --model: tag, file, local-dir:PATH (default: the bundled ones)."
     ),
     checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", help="Seed-001 fusion checkpoint folder: adds personality traits to each summary."
+        None,
+        "--checkpoint",
+        help="Seed-001 fusion (or personality) checkpoint folder: adds OCEAN traits to each video's summary.",
     ),
     batch_size: int = typer.Option(64, "--batch-size", "--batch_size", help="Face crops per forward pass."),
     detector: str = typer.Option(

@@ -5,7 +5,8 @@ RankNet (``--loss ranknet``, default); with ``--loss listnet`` or ``--loss plack
 (``listwise_labels.json``, ordered least → most preferred) train it with ListNet or Plackett–Luce instead.
 A validation share of the videos (``--val-fraction``; comparisons with only validation videos validate,
 those with only training videos train, mixed ones are dropped) picks the best checkpoint;
-``test_labels.json`` and ``listwise_labels.json`` are scored at the end. Metrics: pairwise accuracy; for lists, exact-order rate and mean Kendall τ.
+``test_labels.json`` and ``listwise_labels.json`` are scored at the end. Metrics: pairwise accuracy; for lists,
+exact-order rate and mean Kendall τ.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ separate cores; ``bench/analyze.py`` measures the effect on ``emovid analyze``.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Iterable, Iterator
@@ -71,8 +72,6 @@ def _run(iterable: Iterable[T], depth: int, name: str) -> Iterator[T]:
     finally:
         stop.set()
         while thread.is_alive():  # unblock a producer waiting on a full queue
-            try:
+            with contextlib.suppress(queue.Empty):
                 q.get(timeout=0.05)
-            except queue.Empty:
-                pass
         thread.join()

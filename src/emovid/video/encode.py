@@ -70,7 +70,7 @@ def write_video(
         if audio:
             a = c.add_stream("aac", rate=16000)
             a.layout = "mono"
-        for i, img in enumerate(_chain(first, frames)):
+        for i, img in enumerate(_chain(first, frames)):  # noqa: B007 - i counts frames for the audio track
             f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img, dtype=np.uint8), format="rgb24")
             if times is not None:
                 f.pts = int(round(next(times) * 1000))
