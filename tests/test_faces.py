@@ -57,6 +57,36 @@ def test_detector_finds_synthetic_faces_and_nothing_on_blank_frames():
     assert det.detect(ramp) == []
 
 
+@pytest.mark.parametrize("preset", ["haar", "haar-fer"])
+def test_tracking_detector_gives_the_full_search_boxes_with_fewer_full_searches(preset):
+    from emovid.faces.detect import TrackingDetector
+
+    lat = sample_latent(7, 2)
+    traj = trajectories(lat, 45, 15)
+    frames = []
+    for k in range(0, 45, 3):  # the face moves and changes expression; a blank gap in the middle
+        img = np.full((240, 320, 3), 90, np.uint8)
+        if not 18 <= k < 24:
+            img[40:200, 60 + 2 * k : 220 + 2 * k] = render_frame(lat, traj, k, 160)
+        frames.append(img)
+    full = create_detector(preset)
+    tracked = create_detector(preset, redetect_every=5)
+    assert isinstance(tracked, TrackingDetector) and tracked.name == f"{preset}+track5"
+    calls = []
+    base_detect = tracked.base.detect
+    tracked.base.detect = lambda img: calls.append(1) or base_detect(img)
+    for img in frames:
+        a, b = full.detect(img), tracked.detect(img)
+        assert [f.box for f in a] == [f.box for f in b]  # the size band reproduces the full search exactly
+    n = len(calls)
+    assert n < len(frames) - 4
+    tracked.reset()
+    tracked.detect(frames[0])
+    assert len(calls) == n + 1  # after reset: a full search first
+    with pytest.raises(ConfigError, match="redetect_every"):
+        create_detector("haar", redetect_every=0)
+
+
 def test_detector_finds_the_real_faces_in_the_bundled_photos():
     img = cv2.cvtColor(cv2.imread(str(asset_path("astronaut.jpg"))), cv2.COLOR_BGR2RGB)
     faces = create_detector("haar").detect(img)

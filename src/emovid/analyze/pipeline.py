@@ -68,6 +68,9 @@ class AnalyzeOptions:
         fps: frames analysed per second of video.
         batch_size: face crops per forward pass.
         detector: detector preset (:data:`emovid.faces.DETECTORS`) or a detector object.
+        redetect_every: search the whole frame every this many analysed frames and, in between, only around the
+            faces already found (:class:`emovid.faces.detect.TrackingDetector`); 1 = full search on every frame.
+            A face that appears beside an already tracked one is picked up at the next full search.
         max_side: frames whose longer side exceeds this are decoded downscaled (boxes are reported in the
             original video's pixels).
         progress: show progress bars (stderr).
@@ -77,6 +80,7 @@ class AnalyzeOptions:
     fps: float = 5.0
     batch_size: int = 64
     detector: str | FaceDetector = "haar"
+    redetect_every: int = 5
     max_side: int = 1280
     progress: bool = True
     overwrite: bool = False
@@ -86,6 +90,8 @@ class AnalyzeOptions:
             raise ConfigError(f"--fps must be a positive number, got {self.fps}")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.redetect_every < 1:
+            raise ConfigError(f"--redetect-every must be at least 1, got {self.redetect_every}")
 
 
 # ---- the model ----------------------------------------------------------------------------------------------
@@ -324,7 +330,10 @@ def analyze_file(
     from emovid.video import VideoReader
 
     opts = options or AnalyzeOptions()
-    det = detector or create_detector(opts.detector)
+    det = detector or create_detector(opts.detector, redetect_every=opts.redetect_every)
+    reset = getattr(det, "reset", None)
+    if reset is not None:
+        reset()  # tracking detectors start each input from a full-frame search
     path = Path(path)
     if not path.exists():
         raise InputNotFoundError(path)
@@ -507,7 +516,7 @@ def analyze_inputs(
         failures_path.unlink()  # failed inputs are retried; the file describes this run
     todo = [it for it in items if opts.overwrite or not (out / f"{it.key}.json").exists()]
     classifier = EmotionClassifier(model, pretrained=pretrained, device=device) if todo else None
-    detector = create_detector(opts.detector)
+    detector = create_detector(opts.detector, redetect_every=opts.redetect_every)
     done = failed = 0
     entries: list[dict] = []
     bar = tqdm(total=len(items), desc="analyze", unit="input", disable=not opts.progress or len(items) < 2)

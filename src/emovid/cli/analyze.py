@@ -29,6 +29,12 @@ def analyze(
     detector: str = typer.Option(
         "haar", "--detector", help="Face detector: haar, haar-frontal, haar-full, haar-fast, haar-fer."
     ),
+    redetect_every: int = typer.Option(
+        5,
+        "--redetect-every",
+        help="Full-frame face search every N analysed frames, local search around known faces in between "
+        "(1: full search on every frame).",
+    ),
     max_side: int = typer.Option(1280, "--max-side", help="Decode frames larger than this downscaled."),
     device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, ...)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo inputs whose JSON exists (default: skip them)."),
@@ -38,7 +44,13 @@ def analyze(
     from emovid.analyze import AnalyzeOptions, analyze_inputs
 
     opts = AnalyzeOptions(
-        fps=fps, batch_size=batch_size, detector=detector, max_side=max_side, progress=progress, overwrite=overwrite
+        fps=fps,
+        batch_size=batch_size,
+        detector=detector,
+        redetect_every=redetect_every,
+        max_side=max_side,
+        progress=progress,
+        overwrite=overwrite,
     )
     weights: str | bool | None = True if pretrained is None else pretrained
     if isinstance(weights, str) and weights.lower() in ("none", "random"):

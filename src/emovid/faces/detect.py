@@ -34,7 +34,16 @@ import numpy as np
 
 from emovid.errors import ConfigError
 
-__all__ = ["DETECTORS", "Face", "FaceDetector", "HaarFaceDetector", "create_detector", "iou_matrix", "nms"]
+__all__ = [
+    "DETECTORS",
+    "Face",
+    "FaceDetector",
+    "HaarFaceDetector",
+    "TrackingDetector",
+    "create_detector",
+    "iou_matrix",
+    "nms",
+]
 
 
 @dataclass(frozen=True)
@@ -148,29 +157,54 @@ class HaarFaceDetector(FaceDetector):
                 raise ConfigError(f"cannot load the Haar cascade {path}; reinstall opencv-python-headless")
             self._cascades.append((cascade, kind))
 
-    def _grey(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
+    def _scale(self, h: int, w: int) -> float:
+        return self.max_side / max(h, w) if self.max_side and max(h, w) > self.max_side else 1.0
+
+    def _grey(self, img: np.ndarray, scale: float) -> np.ndarray:
         import cv2
 
-        img = np.asarray(rgb)
+        img = np.asarray(img)
         grey = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-        scale = 1.0
-        h, w = grey.shape[:2]
-        if self.max_side and max(h, w) > self.max_side:
-            scale = self.max_side / max(h, w)
+        if scale != 1.0:
+            h, w = grey.shape[:2]
             grey = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         if self.equalize:
             grey = cv2.equalizeHist(grey)
-        return grey, scale
+        return grey
+
+    def _min_size(self, h: int, w: int, scale: float) -> int:
+        """Smallest face side in detection pixels for a frame of ``h x w`` (original pixels)."""
+        return max(self.min_size_px, int(round(self.min_size_frac * min(h, w) * scale)))
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """Faces in an RGB (or grey) ``uint8`` frame, best score first, boxes in the frame's pixels."""
+        h, w = np.asarray(rgb).shape[:2]
+        scale = self._scale(h, w)
+        return self._search(self._grey(rgb, scale), scale, self._min_size(h, w, scale), None, (0, 0))
+
+    def detect_sized(self, rgb: np.ndarray, smallest: float, largest: float) -> list[Face]:
+        """Faces whose side lies between ``smallest`` and ``largest`` frame pixels, searched in the whole frame.
+
+        The cascades run only the pyramid levels of that size band; those levels are the same images and windows a
+        full search uses, so a face inside the band is found with the same box as by :meth:`detect` whenever the
+        band holds all of the raw hits merged into it (a band of 2x either way around a face's size did on every
+        frame of bench/analyze.py's video). A fraction of the cost: the small scales dominate a full search.
+        """
+        h, w = np.asarray(rgb).shape[:2]
+        scale = self._scale(h, w)
+        ms = max(self._min_size(h, w, scale), int(smallest * scale))
+        mx = int(np.ceil(largest * scale))
+        if mx < ms:
+            return []
+        return self._search(self._grey(rgb, scale), scale, ms, mx, (0, 0))
+
+    def _search(self, grey: np.ndarray, scale: float, ms: int, mx: int | None, offset) -> list[Face]:
         import cv2
 
-        grey, scale = self._grey(rgb)
         h, w = grey.shape[:2]
-        ms = max(self.min_size_px, int(round(self.min_size_frac * min(h, w))))
         if min(h, w) < ms:
             return []
+        extra = {"maxSize": (mx, mx)} if mx else {}
         boxes, scores, kinds = [], [], []
         for cascade, kind in self._cascades:
             if boxes and self.strategy == "fallback":
@@ -178,7 +212,7 @@ class HaarFaceDetector(FaceDetector):
             views = [(grey, False), (cv2.flip(grey, 1), True)] if kind == "profile" else [(grey, False)]
             for img, flipped in views:
                 found, hits = cascade.detectMultiScale2(
-                    img, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(ms, ms)
+                    img, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(ms, ms), **extra
                 )
                 for (x, y, bw, bh), n in zip(
                     np.asarray(found).reshape(-1, 4), np.asarray(hits).reshape(-1), strict=False
@@ -193,7 +227,61 @@ class HaarFaceDetector(FaceDetector):
             return []
         keep = nms(np.array(boxes), np.array(scores))
         inv = 1.0 / scale
-        return [Face(tuple(float(v) * inv for v in boxes[i]), round(scores[i], 4), kinds[i]) for i in keep]
+        ox, oy = offset
+        return [
+            Face(
+                (boxes[i][0] * inv + ox, boxes[i][1] * inv + oy, boxes[i][2] * inv, boxes[i][3] * inv),
+                round(scores[i], 4),
+                kinds[i],
+            )
+            for i in keep
+        ]
+
+
+@dataclass
+class TrackingDetector(FaceDetector):
+    """Full-frame detection every ``redetect_every`` frames; in between, a search limited to the sizes of the
+    faces the last full search found (:meth:`HaarFaceDetector.detect_sized`, ``size_range`` either way).
+
+    Most of a Haar search's cost is its many small scales; faces already known need only the scales around their
+    size, and those scales give the same boxes as the full search. A frame gets a full search when the period is
+    up or when no face is known, so a scene without faces is searched in full on every frame; a face of a *new*
+    size that appears while others are tracked is found at the next full search (at most ``redetect_every - 1``
+    frames late). Call :meth:`reset` between videos (``emovid analyze`` does).
+
+    Args:
+        base: the detector doing the searches.
+        redetect_every: full-frame search period in frames (1 = every frame, i.e. ``base`` alone).
+        size_range: face sides searched between frames: known sides divided / multiplied by this.
+    """
+
+    base: HaarFaceDetector
+    redetect_every: int = 5
+    size_range: float = 2.0
+    _sides: tuple[float, float] | None = field(default=None, init=False, repr=False)
+    _since_full: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.redetect_every < 1:
+            raise ConfigError(f"redetect_every must be at least 1, got {self.redetect_every}")
+        if self.size_range <= 1.0:
+            raise ConfigError(f"size_range must be > 1, got {self.size_range}")
+        self.name = f"{self.base.name}+track{self.redetect_every}"
+
+    def reset(self) -> None:
+        self._sides = None
+        self._since_full = 0
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        if self._sides is not None and self._since_full + 1 < self.redetect_every:
+            self._since_full += 1
+            lo, hi = self._sides
+            return self.base.detect_sized(rgb, lo / self.size_range, hi * self.size_range)
+        faces = self.base.detect(rgb)
+        sides = [max(f.box[2], f.box[3]) for f in faces]
+        self._sides = (min(sides), max(sides)) if sides else None
+        self._since_full = 0
+        return faces
 
 
 #: Named detector presets for ``create_detector`` and the ``--detector`` options.
@@ -219,12 +307,17 @@ DETECTORS: dict[str, dict] = {
 }
 
 
-def create_detector(spec: str | FaceDetector | None = "haar", **overrides) -> FaceDetector:
+def create_detector(spec: str | FaceDetector | None = "haar", redetect_every: int = 1, **overrides) -> FaceDetector:
     """A face detector by preset name (:data:`DETECTORS`), or ``spec`` itself when it already is one.
+
+    ``redetect_every > 1`` wraps the preset in a :class:`TrackingDetector` (full-frame search every that many
+    frames, local searches around known faces in between).
 
     Raises:
         ConfigError: unknown preset.
     """
+    if redetect_every < 1:
+        raise ConfigError(f"redetect_every must be at least 1, got {redetect_every}")
     if spec is None:
         spec = "haar"
     if not isinstance(spec, str):
@@ -232,4 +325,5 @@ def create_detector(spec: str | FaceDetector | None = "haar", **overrides) -> Fa
     if spec not in DETECTORS:
         raise ConfigError(f"unknown face detector {spec!r}; choose one of {', '.join(DETECTORS)}")
     opts = {"name": spec, **DETECTORS[spec], **overrides}
-    return HaarFaceDetector(**opts)
+    det = HaarFaceDetector(**opts)
+    return TrackingDetector(det, redetect_every) if redetect_every > 1 else det
