@@ -241,11 +241,12 @@ class HaarFaceDetector(FaceDetector):
 @dataclass
 class TrackingDetector(FaceDetector):
     """Full-frame detection every ``redetect_every`` frames; in between, a search limited to the sizes of the
-    faces the last full search found (:meth:`HaarFaceDetector.detect_sized`, ``size_range`` either way).
+    faces the last full searches found (:meth:`HaarFaceDetector.detect_sized`, ``size_range`` either way).
 
     Most of a Haar search's cost is its many small scales; faces already known need only the scales around their
     size, and those scales give the same boxes as the full search. A frame gets a full search when the period is
-    up or when no face is known, so a scene without faces is searched in full on every frame; a face of a *new*
+    up or when no face size is known (none found yet, or two full searches in a row found none), so a scene
+    without faces is searched in full on every frame; a face of a *new*
     size that appears while others are tracked is found at the next full search (at most ``redetect_every - 1``
     frames late). Call :meth:`reset` between videos (``emovid analyze`` does).
 
@@ -260,6 +261,7 @@ class TrackingDetector(FaceDetector):
     size_range: float = 2.0
     _sides: tuple[float, float] | None = field(default=None, init=False, repr=False)
     _since_full: int = field(default=0, init=False, repr=False)
+    _misses: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.redetect_every < 1:
@@ -271,6 +273,7 @@ class TrackingDetector(FaceDetector):
     def reset(self) -> None:
         self._sides = None
         self._since_full = 0
+        self._misses = 0
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         if self._sides is not None and self._since_full + 1 < self.redetect_every:
@@ -278,8 +281,16 @@ class TrackingDetector(FaceDetector):
             lo, hi = self._sides
             return self.base.detect_sized(rgb, lo / self.size_range, hi * self.size_range)
         faces = self.base.detect(rgb)
-        sides = [max(f.box[2], f.box[3]) for f in faces]
-        self._sides = (min(sides), max(sides)) if sides else None
+        if faces:
+            sides = [max(f.box[2], f.box[3]) for f in faces]
+            self._sides = (min(sides), max(sides))
+            self._misses = 0
+        else:
+            # The sizes survive one full search without a face (the cascade often misses a face for a frame or
+            # two); after two in a row every frame gets a full search until a face is found again.
+            self._misses += 1
+            if self._misses > 1:
+                self._sides = None
         self._since_full = 0
         return faces
 
