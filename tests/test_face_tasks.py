@@ -99,6 +99,8 @@ def test_personality_trains_and_reports_challenge_metrics(tmp_path):
     assert {"val/mse", "val/mae", "val/mean_acc", "val/ccc"} <= set(m)
     baseline = float(np.abs(traits - traits.mean(0)).mean())  # predicting the mean trait
     assert 1 - m["val/mean_acc"] < baseline, (m, baseline)
+    # Well below the mean predictor (measured 0.056 vs 0.15) and traits ordered right, not just shrunk to the mean.
+    assert 1 - m["val/mean_acc"] < 0.6 * baseline and m["val/ccc"] > 0.5, (m, baseline)
 
 
 def test_missing_embeddings_are_reported(mosei, tmp_path):

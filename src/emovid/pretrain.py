@@ -917,7 +917,7 @@ def pretrain(cfg: PretrainConfig, callbacks: list | None = None, trainer_kwargs:
     """
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from emovid.train import make_loggers, parse_devices
+    from emovid.train import make_loggers, make_trainer
 
     out = Path(cfg.output_dir)
     last = out / "checkpoints" / "last.ckpt"
@@ -944,29 +944,7 @@ def pretrain(cfg: PretrainConfig, callbacks: list | None = None, trainer_kwargs:
     )
     cbs = [_EpochSetter(epoch_ref), ckpt, ExportBackbone(cfg, geo, out), *(callbacks or [])]
     loggers = make_loggers(out, last if cfg.resume else None)
-    kwargs: dict[str, Any] = dict(
-        max_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        accelerator=cfg.accelerator,
-        devices=parse_devices(cfg.devices),
-        num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy,
-        precision=cfg.precision,
-        sync_batchnorm=cfg.sync_batchnorm,
-        accumulate_grad_batches=cfg.accumulate_grad_batches,
-        gradient_clip_val=cfg.gradient_clip_val,
-        callbacks=cbs,
-        logger=loggers,
-        log_every_n_steps=cfg.log_every_n_steps,
-        enable_progress_bar=cfg.progress_bar,
-        num_sanity_val_steps=0,
-        enable_model_summary=False,
-        default_root_dir=str(out),
-    )
-    if cfg.limit_train_batches is not None:
-        kwargs["limit_train_batches"] = cfg.limit_train_batches
-    kwargs.update(trainer_kwargs or {})
-    trainer = pl.Trainer(**kwargs)
+    trainer = make_trainer(cfg, out, cbs, loggers, trainer_kwargs, sync_batchnorm=cfg.sync_batchnorm)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if cfg.resume else None)
     progress = {"epochs_done": int(trainer.current_epoch), "global_step": int(trainer.global_step)}
     if trainer.is_global_zero:

@@ -354,6 +354,35 @@ def preflight(task: Task, cfg: TrainConfig, out: Path) -> list[dict]:
     return failures
 
 
+def make_trainer(cfg, out: Path, callbacks: list, loggers, overrides: dict | None = None, **extra):
+    """The Lightning ``Trainer`` of a training or pretraining config (shared fields: epochs/steps, devices, nodes,
+    strategy, precision, accumulation, clipping, logging); ``extra`` and then ``overrides`` take precedence."""
+    pl = _lightning()
+    kwargs: dict[str, Any] = dict(
+        max_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        accelerator=cfg.accelerator,
+        devices=parse_devices(cfg.devices),
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        precision=cfg.precision,
+        accumulate_grad_batches=cfg.accumulate_grad_batches,
+        gradient_clip_val=cfg.gradient_clip_val,
+        callbacks=callbacks,
+        logger=loggers,
+        log_every_n_steps=cfg.log_every_n_steps,
+        enable_progress_bar=cfg.progress_bar,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+        default_root_dir=str(out),
+        **extra,
+    )
+    if cfg.limit_train_batches is not None:
+        kwargs["limit_train_batches"] = cfg.limit_train_batches
+    kwargs.update(overrides or {})
+    return pl.Trainer(**kwargs)
+
+
 def train(cfg: TrainConfig, callbacks: list | None = None, trainer_kwargs: dict | None = None) -> dict[str, Any]:
     """Train ``cfg.task`` and write the checkpoint directory ``cfg.output_dir``.
 
@@ -400,29 +429,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None, trainer_kwargs: dict 
     if cfg.early_stopping_patience:
         cbs.append(EarlyStopping(monitor=monitor, mode=task.mode, patience=cfg.early_stopping_patience))
     loggers = make_loggers(out, last if cfg.resume else None)
-    kwargs: dict[str, Any] = dict(
-        max_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        accelerator=cfg.accelerator,
-        devices=parse_devices(cfg.devices),
-        num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy,
-        precision=cfg.precision,
-        accumulate_grad_batches=cfg.accumulate_grad_batches,
-        gradient_clip_val=cfg.gradient_clip_val,
-        callbacks=cbs,
-        logger=loggers,
-        log_every_n_steps=cfg.log_every_n_steps,
-        enable_progress_bar=cfg.progress_bar,
-        deterministic=False,
-        num_sanity_val_steps=0,
-        enable_model_summary=False,
-        default_root_dir=str(out),
-    )
-    if cfg.limit_train_batches is not None:
-        kwargs["limit_train_batches"] = cfg.limit_train_batches
-    kwargs.update(trainer_kwargs or {})
-    trainer = pl.Trainer(**kwargs)
+    trainer = make_trainer(cfg, out, cbs, loggers, trainer_kwargs)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if cfg.resume else None)
     summary: dict[str, Any] = {
         "output_dir": str(out),
