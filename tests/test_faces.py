@@ -144,6 +144,30 @@ def test_tracker_keeps_ids_smooths_and_splits_after_a_long_gap():
     assert trk.num_tracks == 3 and main_track(tracks).id == 0
 
 
+def test_assignment_is_the_hungarian_optimum():
+    from scipy.optimize import linear_sum_assignment
+
+    from emovid.faces.track import _assignment
+
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1), (1, 4), (4, 1), (3, 3), (2, 5), (5, 2)]:
+        for _ in range(5):
+            sim = rng.random(shape)
+            pairs = _assignment(sim)
+            rows, cols = linear_sum_assignment(-sim)
+            assert len(pairs) == min(shape) and len({r for r, _ in pairs}) == len({c for _, c in pairs}) == min(shape)
+            assert sum(sim[r, c] for r, c in pairs) == pytest.approx(sim[rows, cols].sum())
+
+
+def test_haar_detectors_take_the_grey_frame():
+    img = cv2.cvtColor(cv2.imread(str(asset_path("astronaut.jpg"))), cv2.COLOR_BGR2RGB)
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    for det in (create_detector("haar"), create_detector("haar-fer", redetect_every=3)):
+        assert det.grey_input
+        boxes = [f.box for f in det.detect(img)]
+        assert boxes and [f.box for f in det.detect(grey)] == boxes
+
+
 def test_main_track_prefers_longest_then_largest():
     t1 = Track(0, steps=[0, 1], boxes=[(0, 0, 10, 10)] * 2)
     t2 = Track(1, steps=[0, 1], boxes=[(0, 0, 20, 20)] * 2)

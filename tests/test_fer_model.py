@@ -292,6 +292,27 @@ def test_tf_same_max_pool_padding():
     # odd size 15 -> 8: total padding 2, one each side, so out[0] covers rows -1..1
     x = torch.arange(15.0).view(1, 1, 1, 15).expand(1, 1, 15, 15).contiguous()
     assert _tf_same_pool(x)[0, 0, 0].tolist() == [1, 3, 5, 7, 9, 11, 13, 14]
+    # axes needing different paddings (15 rows: 1 + 1, 8 columns: 0 + 1) take the explicit -inf pad
+    x = torch.randn(1, 1, 15, 8)
+    out = _tf_same_pool(x)[0, 0]
+    assert out.shape == (8, 4)
+    padded = torch.nn.functional.pad(x, [0, 1, 1, 1], value=float("-inf"))[0, 0]
+    want = torch.tensor([[padded[2 * i : 2 * i + 3, 2 * j : 2 * j + 3].max() for j in range(4)] for i in range(8)])
+    torch.testing.assert_close(out, want)
+
+
+def test_fuse_for_inference_keeps_outputs(reference, one_thread):
+    import copy
+
+    model = create_model("fer_mini_xception", pretrained=True).eval()
+    fused = copy.deepcopy(model).fuse_for_inference()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    x = _fer_input(reference["grey_u8"])
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), model(x), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(fused.forward_features(x), model.forward_features(x), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ModelError, match="eval"):
+        create_model("fer_mini_xception").train().fuse_for_inference()
 
 
 def test_converter_rejects_other_layouts(tmp_path):

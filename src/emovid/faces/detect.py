@@ -62,9 +62,14 @@ class Face:
 
 
 class FaceDetector:
-    """Interface: ``detect(rgb uint8 [H, W, 3]) -> list[Face]`` sorted by score, best first."""
+    """Interface: ``detect(rgb uint8 [H, W, 3]) -> list[Face]`` sorted by score, best first.
+
+    A detector whose ``grey_input`` is true also takes the grey ``[H, W]`` frame (``emovid analyze`` then passes
+    the grey copy it makes anyway for the face crops).
+    """
 
     name = "detector"
+    grey_input = False
 
     def detect(self, rgb: np.ndarray) -> list[Face]:  # pragma: no cover - interface
         raise NotImplementedError
@@ -138,6 +143,7 @@ class HaarFaceDetector(FaceDetector):
     max_side: int | None = 640
     equalize: bool = True
     name: str = "haar"
+    grey_input = True
     _cascades: list = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -177,7 +183,7 @@ class HaarFaceDetector(FaceDetector):
         return max(self.min_size_px, int(round(self.min_size_frac * min(h, w) * scale)))
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
-        """Faces in an RGB (or grey) ``uint8`` frame, best score first, boxes in the frame's pixels."""
+        """Faces in an RGB (or grey ``[H, W]``) ``uint8`` frame, best score first, boxes in the frame's pixels."""
         h, w = np.asarray(rgb).shape[:2]
         scale = self._scale(h, w)
         return self._search(self._grey(rgb, scale), scale, self._min_size(h, w, scale), None, (0, 0))
@@ -269,6 +275,7 @@ class TrackingDetector(FaceDetector):
         if self.size_range <= 1.0:
             raise ConfigError(f"size_range must be > 1, got {self.size_range}")
         self.name = f"{self.base.name}+track{self.redetect_every}"
+        self.grey_input = self.base.grey_input
 
     def reset(self) -> None:
         self._sides = None

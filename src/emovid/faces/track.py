@@ -120,8 +120,6 @@ class IoUTracker:
 
     def update(self, step: int, time: float, faces: Sequence[Face]) -> list[tuple[int, tuple[float, ...]]]:
         """Add the detections of sample ``step``; returns ``(track id, smoothed box)`` per face, in input order."""
-        from scipy.optimize import linear_sum_assignment
-
         # End tracks that have been missing too long.
         still = []
         for tr in self.active:
@@ -137,8 +135,7 @@ class IoUTracker:
         if len(cur) and self.active:
             prev = np.asarray([tr.smoothed[-1] for tr in self.active], np.float64)
             sim = self._similarity(prev, cur)
-            rows, cols = linear_sum_assignment(-sim)
-            for r, c in zip(rows, cols, strict=False):
+            for r, c in _assignment(sim):
                 if sim[r, c] > 0:
                     assign[int(c)] = self.active[int(r)]
         out = []
@@ -161,6 +158,22 @@ class IoUTracker:
             tr.scores.append(float(face.score))
             out.append((tr.id, sm))
         return out
+
+
+def _assignment(sim: np.ndarray) -> list[tuple[int, int]]:
+    """Row-column pairs maximising the total similarity (Hungarian method for several faces and tracks).
+
+    One face or one track, by far the common case, is an argmax; ``scipy.optimize`` (imported only otherwise)
+    takes ~0.6 s to import, which is more than analysing a short clip.
+    """
+    if sim.shape[0] == 1:
+        return [(0, int(np.argmax(sim[0])))]
+    if sim.shape[1] == 1:
+        return [(int(np.argmax(sim[:, 0])), 0)]
+    from scipy.optimize import linear_sum_assignment
+
+    rows, cols = linear_sum_assignment(-sim)
+    return list(zip(rows.tolist(), cols.tolist(), strict=True))
 
 
 def main_track(tracks: Sequence[Track]) -> Track | None:
