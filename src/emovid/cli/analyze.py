@@ -27,7 +27,10 @@ def analyze(
     ),
     batch_size: int = typer.Option(64, "--batch-size", "--batch_size", help="Face crops per forward pass."),
     detector: str = typer.Option(
-        "haar", "--detector", help="Face detector: haar, haar-frontal, haar-full, haar-fast, haar-fer."
+        "haar",
+        "--detector",
+        help="Face detector: haar, haar-frontal, haar-full, haar-fast, haar-fer (offline OpenCV cascades), or yunet "
+        "(CNN, more accurate; weights fetched from the Hugging Face Hub once) / yunet:FILE.onnx.",
     ),
     redetect_every: int = typer.Option(
         5,

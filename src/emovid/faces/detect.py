@@ -22,6 +22,10 @@ sliding-window hits that were merged into the box (OpenCV's ``numDetections``); 
 The preset ``"haar-fer"`` reproduces the ``fer`` package's own detector (``frontalface_default``, scale factor
 1.1, 5 neighbours, 50-pixel minimum, full resolution, no equalisation) for side-by-side comparisons.
 
+The optional ``"yunet"`` preset is a CNN detector (:mod:`emovid.faces.yunet`, run by OpenCV's ``FaceDetectorYN``)
+whose weights are fetched once from the Hugging Face Hub: more accurate than the cascades, not available offline
+until cached.
+
 Any object with ``detect(rgb) -> list[Face]`` can be used where a detector is expected.
 """
 
@@ -53,12 +57,15 @@ class Face:
     Attributes:
         box: ``(x, y, w, h)`` in pixels of the frame given to the detector.
         score: confidence in ``[0, 1]`` (see the module notes for what it means per detector).
-        kind: which cascade found it (``frontal`` / ``profile``).
+        kind: which detector or cascade found it (``frontal`` / ``profile`` / ``yunet``).
+        landmarks: ``(x, y)`` pairs of facial landmarks in frame pixels when the detector gives them (YuNet: right
+            eye, left eye, nose tip, right and left mouth corner), else ``None``.
     """
 
     box: tuple[float, float, float, float]
     score: float
     kind: str = "frontal"
+    landmarks: tuple[float, ...] | None = None
 
 
 class FaceDetector:
@@ -302,7 +309,8 @@ class TrackingDetector(FaceDetector):
         return faces
 
 
-#: Named detector presets for ``create_detector`` and the ``--detector`` options.
+#: Named detector presets for ``create_detector`` and the ``--detector`` options (Haar cascade settings, or
+#: ``type: yunet`` for :class:`emovid.faces.yunet.YuNetFaceDetector`, whose weights are downloaded on first use).
 DETECTORS: dict[str, dict] = {
     "haar": {},
     "haar-full": {"strategy": "all"},
@@ -322,17 +330,20 @@ DETECTORS: dict[str, dict] = {
         "max_side": None,
         "equalize": False,
     },
+    "yunet": {"type": "yunet"},
 }
 
 
 def create_detector(spec: str | FaceDetector | None = "haar", redetect_every: int = 1, **overrides) -> FaceDetector:
     """A face detector by preset name (:data:`DETECTORS`), or ``spec`` itself when it already is one.
 
-    ``redetect_every > 1`` wraps the preset in a :class:`TrackingDetector` (full-frame search every that many
-    frames, local searches around known faces in between).
+    ``"yunet:PATH"`` is YuNet with a local ONNX file. ``redetect_every > 1`` wraps a Haar preset in a
+    :class:`TrackingDetector` (full-frame search every that many frames, size-band searches in between); YuNet
+    searches every frame in one pass, so it is returned as it is.
 
     Raises:
         ConfigError: unknown preset.
+        emovid.errors.WeightsUnavailableError: YuNet's weights are not cached and cannot be downloaded.
     """
     if redetect_every < 1:
         raise ConfigError(f"redetect_every must be at least 1, got {redetect_every}")
@@ -340,8 +351,15 @@ def create_detector(spec: str | FaceDetector | None = "haar", redetect_every: in
         spec = "haar"
     if not isinstance(spec, str):
         return spec
-    if spec not in DETECTORS:
-        raise ConfigError(f"unknown face detector {spec!r}; choose one of {', '.join(DETECTORS)}")
-    opts = {"name": spec, **DETECTORS[spec], **overrides}
+    name, _, arg = spec.partition(":")
+    if name not in DETECTORS or (arg and DETECTORS[name].get("type") != "yunet"):
+        raise ConfigError(f"unknown face detector {spec!r}; choose one of {', '.join(DETECTORS)} (or yunet:FILE.onnx)")
+    opts = {"name": name, **DETECTORS[name], **overrides}
+    if opts.pop("type", "haar") == "yunet":
+        from emovid.faces.yunet import YuNetFaceDetector
+
+        if arg:
+            opts["weights"] = arg
+        return YuNetFaceDetector(**opts)
     det = HaarFaceDetector(**opts)
     return TrackingDetector(det, redetect_every) if redetect_every > 1 else det
