@@ -108,7 +108,9 @@ def test_analyze_with_yunet(yunet_onnx, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["analyze", str(img), "-o", str(out), "--detector", f"yunet:{yunet_onnx}", "--no-progress"]) == 0
     res = json.loads((out / "blue.json").read_text())
-    assert res["detector"] == "yunet" and res["frames"][0]["faces"][0]["box"] == [148, 68, 32, 32]
+    face = res["frames"][0]["faces"][0]
+    assert res["detector"] == "yunet" and face["box"] == [148, 68, 32, 32]
+    assert face["landmarks"] == [[160.0, 80.0]] * 5
     capsys.readouterr()
     assert main(["analyze", str(img), "-o", str(out), "--detector", "yunet", "--overwrite", "--no-progress"]) == 1
     err = capsys.readouterr().err.strip()

@@ -315,7 +315,8 @@ def analyze_file(
          "weights": str|null, "detector": str, "labels": [...],
          "frames": [{"t": float, "frame": int,
                      "faces": [{"box": [x, y, w, h], "score": float, "track": int,
-                                "emotions": {label: p, ...}}]}],
+                                "emotions": {label: p, ...},
+                                "landmarks": [[x, y], ...]}]}],  # only from detectors that give them
          "summary": {"faces_found": int,        # distinct faces (tracks)
                      "detections": int,         # faces over all frames
                      "frames_analyzed": int, "frames_with_face": int,
@@ -396,6 +397,11 @@ def analyze_file(
                 box = face.box
                 out_box = [int(round(v / scale)) for v in box]
                 fd = {"box": out_box, "score": round(float(face.score), 4), "track": int(tid), "emotions": {}}
+                if face.landmarks is not None:  # detectors that give them (YuNet): [[x, y], ...] in input pixels
+                    pts = face.landmarks
+                    fd["landmarks"] = [
+                        [round(pts[i] / scale, 1), round(pts[i + 1] / scale, 1)] for i in range(0, len(pts), 2)
+                    ]
                 rec["faces"].append(fd)
                 pending.append((fd, classifier.crop(rgb, grey, box), tid))
                 st = stats.setdefault(tid, _TrackStat())
