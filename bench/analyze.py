@@ -11,7 +11,7 @@ Sections (each measured in this one run):
    on a connected machine); otherwise its row says so.
 2. **Throughput and peak RSS** of ``analyze_file`` (bundled FER2013 mini-Xception) on one 640x360, 25 fps, 30 s
    face video at 5 fps, each configuration in a fresh process (peak RSS = ``ru_maxrss`` of that process): the
-   default (full-frame face search every 5th analysed frame, local searches around known faces in between) and
+   default (full-frame face search every 5th analysed frame, searches at the known faces' sizes in between) and
    ``--redetect-every 1`` (full search on every frame, as ``fer`` does). Model and detector are built and the
    libraries imported before the clock starts (once per run, as in ``emovid analyze``; the fer side likewise builds
    ``FER()`` and ``Video`` first), opening and indexing the video is timed; every pipeline runs ``--rounds`` times

@@ -68,9 +68,10 @@ class AnalyzeOptions:
         fps: frames analysed per second of video.
         batch_size: face crops per forward pass.
         detector: detector preset (:data:`emovid.faces.DETECTORS`) or a detector object.
-        redetect_every: search the whole frame every this many analysed frames and, in between, only around the
-            faces already found (:class:`emovid.faces.detect.TrackingDetector`); 1 = full search on every frame.
-            A face that appears beside an already tracked one is picked up at the next full search.
+        redetect_every: Haar detectors search the whole frame every this many analysed frames and, in between,
+            only at the sizes of the faces already found (:class:`emovid.faces.detect.TrackingDetector`; same
+            boxes); 1 = full search on every frame. A face of another size that appears beside an already tracked
+            one is picked up at the next full search. YuNet searches every frame in one pass.
         max_side: frames whose longer side exceeds this are decoded downscaled (boxes are reported in the
             original video's pixels).
         progress: show progress bars (stderr).

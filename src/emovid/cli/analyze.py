@@ -35,8 +35,8 @@ def analyze(
     redetect_every: int = typer.Option(
         5,
         "--redetect-every",
-        help="Full-frame face search every N analysed frames, local search around known faces in between "
-        "(1: full search on every frame).",
+        help="Haar detectors: full face search every N analysed frames, in between a search at the sizes of the "
+        "faces found (same boxes, less work; 1: full search on every frame). YuNet searches every frame.",
     ),
     max_side: int = typer.Option(1280, "--max-side", help="Decode frames larger than this downscaled."),
     device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, ...)."),
