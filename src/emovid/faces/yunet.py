@@ -1,10 +1,11 @@
 """YuNet: an optional CNN face detector run by OpenCV's own ``cv2.FaceDetectorYN`` (no extra Python package).
 
 YuNet (Wu, Peng & Yu, "YuNet: A Tiny Millisecond-level Face Detector", Machine Intelligence Research 2023; MIT
-licence, OpenCV Zoo) is a 75 k-parameter anchor-free detector with five landmarks per face. OpenCV's WIDER Face
-figures for ``face_detection_yunet_2023mar.onnx``: AP 0.887 easy / 0.871 medium / 0.768 hard, far above a Haar
-cascade's. It finds faces of roughly 10 to 300 pixels, so frames whose longer side exceeds ``max_side`` are
-downscaled first (this also bounds the cost on HD video).
+licence, OpenCV Zoo) is a 75 k-parameter anchor-free detector with five landmarks per face. OpenCV Zoo's model card
+gives WIDER Face validation AP 0.834 easy / 0.824 medium / 0.708 hard for ``face_detection_yunet_2023mar.onnx`` (not
+re-measured here: the weights cannot be downloaded on the build machines). It finds faces of roughly 10 to 300
+pixels, so frames whose longer side exceeds ``max_side`` are downscaled first (this also bounds the cost on HD
+video).
 
 The weights are a 233 KB ONNX file that is **not** shipped with emovid: ``--detector yunet`` fetches
 ``face_detection_yunet_2023mar.onnx`` from the Hugging Face repo ``opencv/face_detection_yunet`` into the hub cache
