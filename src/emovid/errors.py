@@ -10,6 +10,18 @@ from __future__ import annotations
 import os
 
 
+def display_path(path: str | os.PathLike | bytes) -> str:
+    """A printable form of any path: bytes that are not UTF-8 are shown as ``\\xNN`` escapes (never raises)."""
+    s = os.fspath(path)
+    if isinstance(s, bytes):
+        return s.decode("utf-8", "backslashreplace")
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class EmovidError(Exception):
     """Base class for every error caused by user input or environment.
 
@@ -23,7 +35,7 @@ class EmovidError(Exception):
     def __init__(self, message: str, path: str | os.PathLike | None = None):
         self.path = os.fspath(path) if path is not None else None
         self.message = message
-        super().__init__(f"{self.path}: {message}" if self.path else message)
+        super().__init__(f"{display_path(self.path)}: {message}" if self.path else message)
 
 
 class InputNotFoundError(EmovidError, FileNotFoundError):
@@ -31,6 +43,10 @@ class InputNotFoundError(EmovidError, FileNotFoundError):
 
     def __init__(self, path: str | os.PathLike, what: str = "file"):
         super().__init__(f"no such {what}; check the path", path)
+
+
+class SpecialFileError(EmovidError):
+    """A FIFO, device, socket or folder was given where a regular file was expected (refused before opening)."""
 
 
 # --- video ---------------------------------------------------------------------------------------------------
@@ -72,7 +88,7 @@ class LabelFormatError(EmovidError, ValueError):
 
     def __init__(self, message: str, path: str | os.PathLike | None = None, line: int | str | None = None):
         self.line = line
-        where = os.fspath(path) if path is not None else None
+        where = display_path(path) if path is not None else None
         if where is not None and line is not None:
             where = f"{where}:{line}"
         self.message = message

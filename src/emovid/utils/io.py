@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -27,7 +28,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix if suffix is None else suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=suffix, dir=path.parent)
+    if len(os.fsencode(suffix)) > 16:
+        suffix = ""
+    # A short name derived from the target's: the target may already use all 255 bytes a name can have.
+    tag = hashlib.sha1(os.fsencode(path.name)).hexdigest()[:10]
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{tag}-", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -52,19 +57,34 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
         os.fsync(f.fileno())
 
 
+def dumps(obj: Any, indent: int | None = None) -> str:
+    """JSON text of ``obj`` that can always be written as UTF-8.
+
+    File names may hold bytes that are not UTF-8 (Python keeps them as lone surrogates); such a document is
+    written with ``\\uXXXX`` escapes, which ``json.loads`` turns back into the very same name.
+    """
+    text = json.dumps(obj, indent=indent, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(obj, indent=indent, ensure_ascii=True)
+    return text
+
+
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
     """Write ``obj`` as JSON atomically."""
+    text = dumps(obj, indent=indent)
     with atomic_open(path) as f:
-        json.dump(obj, f, indent=indent, ensure_ascii=False)
-        f.write("\n")
+        f.write(text + "\n")
 
 
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     """Append one JSON line and flush it to disk (journals such as ``failures.jsonl`` and manifests)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    line = dumps(record)
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        f.write(line + "\n")
         f.flush()
         os.fsync(f.fileno())
 
