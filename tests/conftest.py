@@ -46,3 +46,22 @@ def index_video(tmp_path_factory):
 def gop_video(tmp_path_factory):
     """300 frames, 30 fps, lossless H.264 RGB with a keyframe every 10 frames and B-frames."""
     return make_index_video(tmp_path_factory.mktemp("video") / "gop.mp4", n=300, fps=30, gop=10)
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    """A small synthetic dataset in every label format (8 videos, 64 px, 1 s), made once per test module."""
+    from emovid.data.synth import generate
+
+    out = tmp_path_factory.mktemp("synth")
+    generate(out, 8, seed=2, size=64, fps=10, seconds=1.0, workers=1)
+    return out
+
+
+@pytest.fixture
+def ds(clean, tmp_path):
+    """A private copy of :func:`clean` that a test may damage."""
+    import shutil
+
+    shutil.copytree(clean, tmp_path / "ds")
+    return tmp_path / "ds"

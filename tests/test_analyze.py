@@ -109,7 +109,7 @@ def test_folder_run_with_corrupt_file_resume_and_report(media, tmp_path, capsys)
     assert len(errs) == 2 and all(e.startswith("emovid: error: ") for e in errs)
     assert any("broken.mp4: cannot be opened as a video" in e for e in errs)
     assert any("broken.png: cannot be decoded as an image" in e for e in errs)
-    assert "3 analysed, 0 skipped, 2 failed" in cap.out
+    assert "3 done, 0 skipped, 2 failed of 5 inputs" in cap.out
     assert "s1/clip: happy" in cap.out and "s2/clip: no face" in cap.out and "photo: happy" in cap.out
     fails = [json.loads(x) for x in (out / "failures.jsonl").read_text().splitlines()]
     assert sorted(f["input"].rsplit("/", 1)[1] for f in fails) == ["broken.mp4", "broken.png"]
@@ -135,7 +135,7 @@ def test_folder_run_with_corrupt_file_resume_and_report(media, tmp_path, capsys)
     # Resume: finished inputs are skipped (files untouched), failures are retried.
     mtime = (out / "photo.json").stat().st_mtime_ns
     assert main(["analyze", str(src), "-o", str(out), "--no-progress"]) == 1
-    assert "0 analysed, 3 skipped, 2 failed" in capsys.readouterr().out
+    assert "0 done, 3 skipped, 2 failed of 5 inputs" in capsys.readouterr().out
     assert (out / "photo.json").stat().st_mtime_ns == mtime
     assert "s1/clip" in (out / "report.html").read_text()  # the report still covers skipped inputs
 

@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 from emovid.cli import main
 from emovid.data.check import check_labels
-from emovid.data.synth import generate
-
-
-@pytest.fixture(scope="module")
-def clean(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth")
-    generate(out, 8, seed=2, size=64, fps=10, seconds=1.0, workers=1)
-    return out
-
-
-@pytest.fixture
-def ds(clean, tmp_path):
-    shutil.copytree(clean, tmp_path / "ds")
-    return tmp_path / "ds"
 
 
 @pytest.mark.parametrize(

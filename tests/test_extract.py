@@ -233,6 +233,25 @@ def test_corrupt_video_is_listed_and_retried(video_root, tmp_path, capsys):
     assert [m["video"] for m in read_jsonl(out / MANIFEST)] == sorted([*VIDEOS, "sub/broken.mp4"])
 
 
+def test_a_video_the_model_cannot_take_is_recorded_and_the_run_goes_on(video_root, weights, tmp_path):
+    model = create_model("test_x3d", num_classes=0).eval()
+    model.load_state_dict(weights[1].state_dict())
+    real = model.forward_features
+    calls = {"n": 0}
+
+    def fail_second(x):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("Given groups=1, weight of size [8, 3, 1, 3, 3], expected input to have 3 channels")
+        return real(x)
+
+    model.forward_features = fail_second
+    s = extract_features(video_root, tmp_path / "out", model=model, **NO_BAR)
+    assert (s["done"], s["failed"]) == (3, 1)
+    (bad,) = read_jsonl(tmp_path / "out" / "failures.jsonl")
+    assert bad["type"] == "RuntimeError" and bad["error"].startswith("unexpected RuntimeError: Given groups=1")
+
+
 def test_interrupted_extraction_resumes_every_file_once(video_root, weights, tmp_path):
     model = create_model("test_x3d", num_classes=0).eval()
     model.load_state_dict(weights[1].state_dict())
@@ -243,11 +262,11 @@ def test_interrupted_extraction_resumes_every_file_once(video_root, weights, tmp
     def crash_after_two(x):
         calls["n"] += 1
         if calls["n"] > 2:
-            raise RuntimeError("simulated crash")
+            raise MemoryError("simulated crash")  # not one video's fault: the run stops (a RuntimeError is recorded)
         return real(x)
 
     model.forward_features = crash_after_two
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    with pytest.raises(MemoryError, match="simulated crash"):
         extract_features(video_root, out, model=model, **NO_BAR)
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.npy"))
     assert written == ["00000.npy", "short.npy"]  # the first two videos, complete; nothing partial

@@ -136,7 +136,8 @@ def test_dino_center_update_and_teacher_temperature_warmup():
     new = update_center(c, out, 0.9)
     assert torch.allclose(new, 0.9 * c + 0.1 * torch.tensor([[2.0, 2.0]]))
     assert teacher_temperature(0, 0.04, 0.07, 30) == pytest.approx(0.04)
-    assert teacher_temperature(15, 0.04, 0.07, 30) == pytest.approx(0.055)
+    assert teacher_temperature(15, 0.04, 0.07, 30) == pytest.approx(0.04 + 0.03 * 15 / 29)  # reference linspace
+    assert teacher_temperature(29, 0.04, 0.07, 30) == pytest.approx(0.07)
     assert teacher_temperature(30, 0.04, 0.07, 30) == pytest.approx(0.07)
     assert teacher_temperature(3, 0.04, 0.04, 0) == pytest.approx(0.04)
 

@@ -297,3 +297,76 @@ def test_config_recipe_with_overrides(synth, tmp_path):
     recipe.write_text("task: intensity\nepochz: 7\n")
     with pytest.raises(ConfigError, match="unknown option"):
         TrainConfig.from_yaml(recipe)
+
+
+# Lightning's chatter that a plain run must not print (each is silenced at its source, see emovid.train).
+LIGHTNING_NOISE = (
+    "Tip:",
+    "litlogger",
+    "litmodels",
+    "is deprecated",
+    "Experiment logs directory",
+    "exists and is not empty",
+    "will be deleted",
+    "GPU available",
+    "TPU available",
+    "estimate number of stepping batches",
+    "smaller than the logging interval",
+    "`Trainer.fit` stopped",
+)
+
+
+def test_plain_cli_run_prints_progress_and_results_only(synth, tmp_path, capfd):
+    import logging
+    import warnings
+
+    from emovid.cli import main
+
+    logged: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            logged.append(record.getMessage())
+
+    keep = Keep()
+    lightning_log = logging.getLogger("lightning.pytorch")  # Lightning's own console handler hangs here
+    lightning_log.addHandler(keep)
+    args = ["train", "intensity", "--data", str(synth / "intensity.csv"), "-o", str(tmp_path / "run"), "--model",
+            MODEL, "--epochs", "2", "--batch-size", "8", "--num-workers", "0", "--score", "norm"]  # fmt: skip
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            # what a console run shows: every warning except those Python hides by default
+            warnings.simplefilter("always")
+            for hidden in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.filterwarnings("ignore", category=hidden)
+            code = main(args)
+    finally:
+        lightning_log.removeHandler(keep)
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    # num_workers advice depends on the machine's core count (the test asks for 0 workers): the only one allowed
+    shown = [str(w.message) for w in caught if "num_workers" not in str(w.message)]
+    assert shown == [] and logged == [], (shown, logged)
+    for noise in LIGHTNING_NOISE:
+        assert noise not in out and noise not in err, noise
+    assert err.strip() == ""
+    assert "Epoch 2/2" in out and "Epoch 1/1" not in out  # 1-based: the second of two epochs
+    assert json.loads(out[out.index("{") :])["epochs_run"] == 2
+
+
+def test_progress_bar_counts_epochs_from_one():
+    from emovid.train import _epoch_label
+
+    assert [_epoch_label(e, 3) for e in range(3)] == ["Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]
+    assert _epoch_label(4, -1) == "Epoch 5"  # max_steps bound: no epoch total
+
+
+def test_tqdm_progress_bar_counts_epochs_from_one(synth, tmp_path, capfd, monkeypatch):
+    import lightning.pytorch.callbacks.progress.rich_progress as rich_progress
+
+    from emovid.train import train
+
+    monkeypatch.setattr(rich_progress, "_RICH_AVAILABLE", False)  # Lightning's choice without rich: tqdm
+    train(_cfg(synth, tmp_path, progress_bar=True))
+    text = "".join(capfd.readouterr())
+    assert "Epoch 2/2" in text and "Epoch 0" not in text and "Epoch 1/1" not in text

@@ -10,6 +10,7 @@ from emovid.errors import (
     InputNotFoundError,
     NotAVideoError,
     NoVideoStreamError,
+    SpecialFileError,
     TruncatedVideoError,
     UnsupportedCodecError,
 )
@@ -130,7 +131,7 @@ def test_not_a_video(tmp_path):
 
 
 def test_folder_is_not_a_video(tmp_path):
-    with pytest.raises(NotAVideoError, match="is a folder"):
+    with pytest.raises(SpecialFileError, match="is a folder, not a regular file"):
         probe(tmp_path)
 
 

@@ -108,6 +108,35 @@ def test_bad_requests_get_4xx(client, url, status):
     assert "not for the web" not in r.text
 
 
+def test_422_is_short_and_never_echoes_the_request(client):
+    long_q = "furious " * 400  # 3200 characters: over the q limit, under the query-string cap
+    r = client.get("/api/search", params={"q": long_q})
+    assert r.status_code == 422 and len(r.content) < 300, r.text
+    assert "furious" not in r.text
+    body = r.json()
+    assert body["errors"] == [{"field": "q", "message": "String should have at most 500 characters"}]
+    assert body["detail"] == "q: String should have at most 500 characters"  # the page shows detail as is
+    r = client.get("/api/search", params={"q": "cat", "k": "x" * 2000})
+    assert r.status_code == 422 and "xxx" not in r.text and r.json()["errors"][0]["field"] == "k"
+    r = client.get("/api/search", params={"q": "cat", "emotion": "y" * 2000})
+    assert r.status_code == 422 and "yyy" not in r.text and r.json()["errors"][0]["field"] == "emotion"
+    r = client.get("/api/search", params=[("q", "cat")] + [("filter", "joy")] * 100)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "filter"
+
+
+def test_huge_query_string_is_refused_before_parsing(client):
+    from emovid.retrieval.app import MAX_QUERY_STRING_BYTES
+
+    # (60 KB: the test client refuses URLs over 64 KB itself)
+    for params in ({"q": "x" * 60_000}, {"q": "cat", "emotion": "x" * 60_000}, {"q": "cat", "zzz": "x" * 60_000}):
+        r = client.get("/api/search", params=params)
+        assert r.status_code == 414 and len(r.content) < 200 and "xxxx" not in r.text, r.text[:300]
+        assert r.json()["detail"].startswith("query string too long (")
+    # the largest legitimate query (500 characters that percent-encode to 9 bytes each) still gets through
+    assert client.get("/api/search", params={"q": "é" * 500}).status_code == 200
+    assert len("%C3%A9" * 500) < MAX_QUERY_STRING_BYTES
+
+
 def test_file_outside_roots_is_forbidden(index_dir, tmp_path):
     from fastapi.testclient import TestClient
 

@@ -19,13 +19,21 @@ class YamlConfig:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, **overrides: Any):
         """Read a recipe; ``overrides`` (e.g. from the command line) win over the file."""
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"{p}: no such config file")
+        from emovid.utils.paths import check_regular_file
+
+        p = Path(check_regular_file(path, "config file"))
+        if p.stat().st_size > 16 << 20:
+            raise ConfigError(f"{p}: {p.stat().st_size} bytes is far too large for a recipe")
         try:
             data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML ({e})") from e
+            raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from e
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{p}: not UTF-8 text (byte {e.start}); save the recipe as UTF-8") from e
+        except (RecursionError, ValueError, MemoryError) as e:  # deep nesting, integers past Python's digit limit
+            raise ConfigError(
+                f"{p}: cannot be read as a recipe ({type(e).__name__}); is it really a YAML recipe?"
+            ) from e
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: a recipe must be a mapping of option: value")
         return cls.from_dict({**data, **overrides}, source=str(p))
@@ -113,7 +121,7 @@ class TrainConfig(YamlConfig):
     tie_tol: float = 0.0
     loss: str | None = None  # vce: bce|mse; valence_arousal: mse|ccc|mse+ccc|bins; v2v: ranknet|listnet|plackett
     va_bins: int = 20
-    clip_length: float | None = None  # valence_arousal: seconds per training clip (VAERR's --clip_length)
+    clip_length: float | None = None  # valence_arousal: seconds per clip at each video's fps (VAERR's --clip_length)
     v2v_listwise: str | None = None  # v2v: listwise_labels.json for list training/eval
     data2: str | None = None  # fusion: the FIV2 annotation pickle (--data is the MOSEI CSV)
     emotion_checkpoint: str | None = None  # fusion: trained emotion_dist run

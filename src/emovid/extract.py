@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import logging
 import os
 import time
@@ -54,8 +53,9 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import Dataset
 
-from emovid.errors import ConfigError, EmovidError, InputNotFoundError, ModelError
-from emovid.utils.io import append_jsonl, atomic_open, read_jsonl
+from emovid.batch import BatchRecorder, DamagedVideoError, damage_line, describe_error
+from emovid.errors import ConfigError, InputNotFoundError, ModelError
+from emovid.utils.io import append_jsonl, atomic_open, dumps, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -243,9 +243,13 @@ def make_sampler(pretrained_cfg, clips: str | None = None):
 
 
 def _read_list(list_file: Path) -> list[str]:
-    if not list_file.exists():
-        raise InputNotFoundError(list_file, "list file")
-    text = list_file.read_text(encoding="utf-8-sig")
+    from emovid.utils.paths import check_regular_file
+
+    check_regular_file(list_file, "list file")
+    try:
+        text = list_file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"not UTF-8 text at byte {e.start}; save the list as UTF-8", list_file) from None
     if list_file.suffix.lower() == ".csv":
         rows = list(csv.reader(text.splitlines()))
         if not rows:
@@ -259,7 +263,10 @@ def _read_list(list_file: Path) -> list[str]:
 
 
 def list_videos(
-    video_root: str | os.PathLike, list_file: str | os.PathLike | None = None, videos: Sequence[str] | None = None
+    video_root: str | os.PathLike,
+    list_file: str | os.PathLike | None = None,
+    videos: Sequence[str] | None = None,
+    ignored: list[tuple[Path, str]] | None = None,
 ) -> list[str]:
     """Relative POSIX paths of the videos to embed, sorted.
 
@@ -269,12 +276,14 @@ def list_videos(
             (or ``video``/``path``) column, e.g. seed 000's intensity CSV. Paths are relative to
             ``video_root`` or absolute inside it.
         videos: the same as a Python list (wins over ``list_file``).
+        ignored: if given, receives entries of a folder scan named like videos that are not regular files.
 
     Raises:
         InputNotFoundError: ``video_root`` or ``list_file`` does not exist.
         ConfigError: nothing to embed, or a listed path outside ``video_root``.
     """
-    from emovid.video import is_video_path
+    from emovid.batch import require_inputs, scan_folder
+    from emovid.video import VIDEO_EXTENSIONS
 
     root = Path(video_root)
     if not root.is_dir():
@@ -284,14 +293,11 @@ def list_videos(
         if not videos:
             raise ConfigError(f"{list_file}: lists no videos")
     if videos is None:
-        found = [
-            p.relative_to(root).as_posix()
-            for p in root.rglob("*")
-            if p.is_file() and is_video_path(p) and not any(part.startswith(".") for part in p.relative_to(root).parts)
-        ]
-        if not found:
-            raise ConfigError(f"{root}: no video files found (looked for {', '.join(_exts())} recursively)")
-        return sorted(found)
+        scan = scan_folder(root, VIDEO_EXTENSIONS)
+        if ignored is not None:
+            ignored.extend(scan.ignored)
+        require_inputs(scan.files, root, "video files", scan.ignored, f"looked for {', '.join(_exts())} recursively")
+        return sorted((p.relative_to(root).as_posix() for p in scan.files), key=os.fsencode)
     rels = []
     root_abs = root.resolve()
     for v in videos:
@@ -366,11 +372,11 @@ def merge_journals(output_dir: str | os.PathLike) -> tuple[int, int]:
     if journals or (out / MANIFEST).exists() or done:
         with atomic_open(out / MANIFEST) as f:
             for v in sorted(done):
-                f.write(json.dumps(done[v], ensure_ascii=False) + "\n")
+                f.write(dumps(done[v]) + "\n")
     if failed:
         with atomic_open(out / FAILURES) as f:
             for v in sorted(failed):
-                f.write(json.dumps(failed[v], ensure_ascii=False) + "\n")
+                f.write(dumps(failed[v]) + "\n")
     else:
         (out / FAILURES).unlink(missing_ok=True)
     for j in journals:
@@ -413,10 +419,10 @@ class VideoClipsDataset(Dataset):
         video = self.videos[i]
         try:
             # Deterministic per video, so even a `random:` sampler gives the same clips on a rerun.
-            clips, _ = self.loader(_Video(video, self.root / video), np.random.default_rng([0, i]))
-        except EmovidError as e:
-            return {"index": i, "video": video, "error": str(e)}
-        return {"index": i, "video": video, "clips": clips}
+            clips, meta = self.loader(_Video(video, self.root / video), np.random.default_rng([0, i]))
+        except Exception as e:  # any failure of one video is that video's, recorded by the writer
+            return {"index": i, "video": video, "error": describe_error(e), "type": type(e).__name__}
+        return {"index": i, "video": video, "clips": clips, "damage": meta.get("damage")}
 
 
 def _first(batch: list[dict]) -> dict:
@@ -447,8 +453,19 @@ class FeatureModule(LightningModule):
         if "error" in batch:
             return batch
         clips = batch["clips"]
-        embs = [self(clips[i : i + self.clip_batch]).float().cpu() for i in range(0, len(clips), self.clip_batch)]
-        return {"index": batch["index"], "video": batch["video"], "emb": torch.cat(embs)}
+        try:
+            embs = [self(clips[i : i + self.clip_batch]).float().cpu() for i in range(0, len(clips), self.clip_batch)]
+        except (RuntimeError, ValueError) as e:  # e.g. a geometry the model cannot take: this video's failure
+            return {
+                "index": batch["index"],
+                "video": batch["video"],
+                "error": describe_error(e),
+                "type": type(e).__name__,
+            }
+        out = {"index": batch["index"], "video": batch["video"], "emb": torch.cat(embs)}
+        if batch.get("damage"):
+            out["damage"] = batch["damage"]
+        return out
 
 
 def aggregate_embeddings(emb: torch.Tensor, how: str) -> torch.Tensor:
@@ -468,10 +485,15 @@ class FeatureWriter(BasePredictionWriter):
         fmt: ``npy`` or ``pt``.
         aggregate: ``mean`` | ``max`` | ``none``.
         info: fields every manifest line carries (model, weights hash, sampler, ...).
+        strict: damaged videos are failures (default: their features are written and the manifest line
+            carries a ``damaged`` record).
     """
 
-    def __init__(self, output_dir: str | os.PathLike, fmt: str, aggregate: str, info: dict[str, Any]):
+    def __init__(
+        self, output_dir: str | os.PathLike, fmt: str, aggregate: str, info: dict[str, Any], strict: bool = False
+    ):
         super().__init__(write_interval="batch")
+        self.strict = strict
         self.out = Path(output_dir)
         self.fmt = fmt
         self.aggregate = aggregate
@@ -483,12 +505,24 @@ class FeatureWriter(BasePredictionWriter):
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
         rank = int(trainer.global_rank)
         video = prediction["video"]
+        if "error" not in prediction and video not in self._written:
+            try:
+                self._write(prediction, rank)
+                return
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as e:  # a file that cannot be written is this video's failure, not the run's
+                prediction = {"video": video, "error": describe_error(e), "type": type(e).__name__}
         if "error" in prediction:
             self.failed += 1
-            append_jsonl(self.out / f"failures.rank{rank}.jsonl", {"video": video, "error": prediction["error"]})
-            return
-        if video in self._written:
-            return
+            rec = {"video": video, "error": prediction["error"], "type": prediction.get("type")}
+            append_jsonl(self.out / f"failures.rank{rank}.jsonl", rec)
+
+    def _write(self, prediction: dict, rank: int) -> None:
+        video = prediction["video"]
+        damage = prediction.get("damage")
+        if damage and self.strict:
+            raise DamagedVideoError(f"damaged video ({damage_line(damage)}); refused because of --strict", video)
         emb = prediction["emb"].float()
         n, dim = int(emb.shape[0]), int(emb.shape[1])
         feats = aggregate_embeddings(emb, self.aggregate)
@@ -512,6 +546,8 @@ class FeatureWriter(BasePredictionWriter):
             "rank": rank,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
+        if damage:
+            entry["damaged"] = damage
         append_jsonl(self.out / f"manifest.rank{rank}.jsonl", entry)
 
     def on_predict_end(self, trainer, pl_module):
@@ -557,6 +593,7 @@ def extract_features(
     progress: bool = False,
     callbacks: list | None = None,
     trainer_kwargs: dict | None = None,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Embed every video of ``video_root`` (or of a list) into ``output_dir``; resumable (see module docs).
 
@@ -581,6 +618,8 @@ def extract_features(
         progress: show Lightning's progress bar.
         callbacks: extra Lightning callbacks.
         trainer_kwargs: extra ``Trainer`` arguments.
+        strict: damaged videos fail (default: the frames that decode are embedded, with a warning and a
+            ``damaged`` record in the manifest line).
 
     Returns:
         Summary on rank 0: ``videos``, ``done`` (written this run), ``skipped`` (finished before),
@@ -611,7 +650,8 @@ def extract_features(
         raise ConfigError(f"--aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
-    all_videos = list_videos(video_root, list_file, videos)
+    ignored: list[tuple[Path, str]] = []
+    all_videos = list_videos(video_root, list_file, videos, ignored)
     outputs: dict[str, str] = {}
     for v in all_videos:
         o = output_name(v, fmt)
@@ -655,6 +695,9 @@ def extract_features(
             )
     todo = [v for v in all_videos if not (v in finished and (out / output_name(v, fmt)).exists())]
     skipped = len(all_videos) - len(todo)
+    rec = BatchRecorder(out / FAILURES, unit="videos", key="video", strict=strict, keep=True)
+    rec.ignore(ignored)
+    rec.total, rec.skipped = len(all_videos), skipped
     summary: dict[str, Any] = {
         "videos": len(all_videos),
         "done": 0,
@@ -671,10 +714,13 @@ def extract_features(
         if _env_rank() == 0:
             merge_journals(out)  # a crash right after the last video leaves journals behind
         summary["seconds"] = round(time.perf_counter() - t0, 3)
+        summary["recorder"] = rec
         return summary
 
     short = pc.short_side or min(pc.input_size)
-    loader = ClipLoader(sampler, create_transform(pc, train=False), short, all_clips=True, in_chans=pc.in_chans)
+    loader = ClipLoader(
+        sampler, create_transform(pc, train=False), short, all_clips=True, in_chans=pc.in_chans, with_meta=True
+    )
     dataset = VideoClipsDataset(video_root, todo, loader)
     dl = DataLoader(
         dataset,
@@ -685,7 +731,7 @@ def extract_features(
         pin_memory=torch.cuda.is_available(),
     )
     module = FeatureModule(ext.backbone, batch_size, frames_as_images=int(pc.num_frames) == 1)
-    writer = FeatureWriter(out, fmt, aggregate, info)
+    writer = FeatureWriter(out, fmt, aggregate, info, strict=strict)
     kwargs: dict[str, Any] = dict(
         accelerator=accelerator,
         devices=_devices(devices),
@@ -700,6 +746,9 @@ def extract_features(
         default_root_dir=str(out),
     )
     kwargs.update(trainer_kwargs or {})
+    from emovid.train import quiet_lightning
+
+    quiet_lightning()
     trainer = pl.Trainer(**kwargs)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -709,10 +758,16 @@ def extract_features(
     # Counted from disk: with ddp_spawn the writing happened in other processes.
     finished = read_manifest(out)
     failures = read_failures(out)
-    summary["done"] = sum(1 for v in todo if v in finished)
-    summary["failed"] = sum(1 for v in todo if v in failures and v not in finished)
+    rec.done = sum(1 for v in todo if v in finished)
+    rec.failures = [failures[v] for v in todo if v in failures and v not in finished]
+    for v in todo:
+        if v in finished and finished[v].get("damaged"):
+            rec.num_damaged += 1
+            rec.warn(v, f"damaged video, embedded what decodes: {damage_line(finished[v]['damaged'])}")
+    summary["done"], summary["failed"] = rec.done, rec.failed
     summary["failures"] = str(out / FAILURES) if failures else None
     summary["seconds"] = round(time.perf_counter() - t0, 3)
+    summary["recorder"] = rec
     return summary
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from emovid.models.hub import load_checkpoint
 from emovid.utils.io import atomic_path
 
 
@@ -47,7 +48,7 @@ class FeatureStore:
     def get(self, video_id: str) -> tuple[torch.Tensor, np.ndarray | None]:
         hit = self._mem.get(video_id)
         if hit is None:
-            d = torch.load(self.path(video_id), map_location="cpu", weights_only=False)
+            d = load_checkpoint(self.path(video_id))
             hit = (d["emb"], d["times"])
             self._mem[video_id] = hit
         return hit

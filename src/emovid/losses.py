@@ -16,10 +16,18 @@ import torch.nn.functional as F
 
 
 def pair_targets(score_a: torch.Tensor, score_b: torch.Tensor, tol: float = 0.0) -> torch.Tensor:
-    """Seed 000's pair label: 1 if A is more intense, 0 if B is, 0.5 if they tie within ``tol``."""
-    diff = score_a - score_b
-    t = torch.where(diff > 0, 1.0, 0.0).to(torch.float32)
-    return torch.where(diff.abs() <= tol, torch.full_like(t, 0.5), t)
+    """Seed 000's pair label: 1 if A is more intense, 0 if B is, 0.5 if they tie within ``tol``.
+
+    The rule is :func:`emovid.data.pairs.pair_targets_array`'s (float64 differences, rounding slack), so in-batch
+    pairs are labelled exactly as sampled and validation pairs; pass float64 scores for that to hold on a grid
+    such as 0.1 steps. Returns float32 targets on the scores' device.
+    """
+    from emovid.data.pairs import pair_targets_array
+
+    # Labels are a handful of numbers: the CPU round trip costs nothing, and float64 is not on every device.
+    a = score_a.detach().cpu().double().numpy()
+    b = score_b.detach().cpu().double().numpy()
+    return torch.from_numpy(pair_targets_array(a, b, tol)).to(device=score_a.device, dtype=torch.float32)
 
 
 def ranknet_loss(s_a: torch.Tensor, s_b: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -112,15 +120,26 @@ def inverse_frequency_weights(targets: torch.Tensor, eps: float = 1e-6) -> torch
     return w * (len(w) / w.sum())
 
 
-def info_nce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float = 1.0) -> torch.Tensor:
+def info_nce(
+    a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float = 1.0, groups: torch.Tensor | None = None
+) -> torch.Tensor:
     """Symmetric InfoNCE over a batch of matched pairs ``(a_i, b_i)``.
 
     ``logits = logit_scale * a @ b.T`` (pass L2-normalised embeddings and ``exp`` of CLIP's learnable
     log-temperature); the loss is the mean of the row-wise and column-wise cross entropies with the diagonal as
     the positives.
+
+    Args:
+        groups: ``[B]`` ids; pairs ``i != j`` of one group (two captions of the same video) are left out of each
+            other's negatives (their logits are masked), since pushing a caption away from its own video's other
+            clip, or a video away from its other caption, would train against the labels.
     """
     logits = logit_scale * a @ b.t()
     labels = torch.arange(len(a), device=a.device)
+    if groups is not None:
+        groups = torch.as_tensor(groups, device=logits.device)
+        same = (groups[:, None] == groups[None, :]) & ~torch.eye(len(a), dtype=torch.bool, device=logits.device)
+        logits = logits.masked_fill(same, float("-inf"))
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
 
 

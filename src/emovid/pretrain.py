@@ -71,7 +71,7 @@ from torch.utils.data import DataLoader, Dataset
 from emovid.config import YamlConfig
 from emovid.errors import ConfigError, EmovidError, ModelError
 from emovid.utils.io import atomic_open, atomic_path, write_json
-from emovid.utils.training import capture_rng, restore_rng, warmup_cosine
+from emovid.utils.training import capture_rng, restore_rng, warmup_cosine, warmup_steps, zero_loss
 
 log = logging.getLogger(__name__)
 
@@ -268,10 +268,14 @@ def teacher_temperature(epoch: int, warmup_temp: float, temp: float, warmup_epoc
     """DINO's teacher temperature: linear warm-up from ``warmup_temp`` to ``temp`` over ``warmup_epochs``, then flat.
 
     Caron et al. (2021), Sec. 3.1/Appendix: τ_t from 0.04 to 0.07 during the first 30 epochs (the code's
-    defaults are 0.04 → 0.04); a high τ_t early makes training unstable.
+    defaults are 0.04 → 0.04); a high τ_t early makes training unstable. As the reference code's
+    ``np.linspace(warmup_temp, temp, warmup_epochs)[epoch]``: epoch 0 has ``warmup_temp`` and the last warm-up
+    epoch (``warmup_epochs - 1``) already reaches ``temp``.
     """
-    if warmup_epochs > 0 and epoch < warmup_epochs:
-        return warmup_temp + (temp - warmup_temp) * epoch / warmup_epochs
+    if warmup_epochs > 1 and epoch < warmup_epochs:
+        return warmup_temp + (temp - warmup_temp) * epoch / (warmup_epochs - 1)
+    if warmup_epochs == 1 and epoch == 0:  # linspace of one point: the warm-up value only
+        return warmup_temp
     return temp
 
 
@@ -541,8 +545,8 @@ class _PretextModule(pl.LightningModule):
         return cosine_momentum(self._k, self.total_steps(), self.momentum_base())
 
     def training_step(self, batch, batch_idx):
-        if batch is None:
-            return None
+        if batch is None:  # every sample failed to load: still step, as the other DDP ranks do
+            return zero_loss(self)
         self._k = int(self.trainer.global_step)  # optimiser steps completed so far
         return self.pretext_step(batch)
 
@@ -578,7 +582,7 @@ class _PretextModule(pl.LightningModule):
         groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         opt = torch.optim.AdamW(groups, lr=cfg.lr)
         total = self.total_steps()
-        warm = min(total - 1, int(round(cfg.warmup_epochs * total / max(1, cfg.epochs)))) if total > 1 else 0
+        warm = warmup_steps(self.trainer, cfg.warmup_epochs) if total > 1 else 0  # epochs' worth, also with max_steps
 
         sched = warmup_cosine(opt, total, warm)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -815,7 +819,9 @@ class _EpochSetter(Callback):
 
 def _resume_epoch(ckpt: Path) -> int:
     """The epoch a resumed run starts in (Lightning may build loaders before it restores its epoch counter)."""
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    from emovid.models.hub import load_checkpoint
+
+    state = load_checkpoint(ckpt)
     try:
         return int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
     except (KeyError, TypeError):

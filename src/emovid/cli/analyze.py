@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from emovid.cli import app, err
+from emovid.cli._batch import finish
+from emovid.errors import display_path
 
 
 @app.command()
@@ -41,9 +43,16 @@ def analyze(
     max_side: int = typer.Option(1280, "--max-side", help="Decode frames larger than this downscaled."),
     device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, ...)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo inputs whose JSON exists (default: skip them)."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Fail damaged videos (default: analyse the frames that decode, with a warning)."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> int:
-    """Per input OUT/NAME.json + NAME.csv, and OUT/report.html; failures go to OUT/failures.jsonl (exit 1)."""
+    """Per input OUT/NAME.json + NAME.csv, and OUT/report.html; failures go to OUT/failures.jsonl (exit 1).
+
+    A bad input never stops the run: it is recorded and the rest go on. Damaged videos are analysed as far as they
+    decode, with a warning and a "damaged" record in their JSON (--strict fails them instead).
+    """
     from emovid.analyze import AnalyzeOptions, analyze_inputs
 
     opts = AnalyzeOptions(
@@ -54,6 +63,7 @@ def analyze(
         max_side=max_side,
         progress=progress,
         overwrite=overwrite,
+        strict=strict,
     )
     weights: str | bool | None = True if pretrained is None else pretrained
     if isinstance(weights, str) and weights.lower() in ("none", "random"):
@@ -64,11 +74,7 @@ def analyze(
     for r in s["results"]:
         dom = r.get("dominant_emotion") or "no face"
         typer.echo(
-            f"{r['key']}: {dom} ({r.get('faces_found', 0)} face(s), "
+            f"{display_path(r['key'])}: {dom} ({r.get('faces_found', 0)} face(s), "
             f"{r.get('frames_with_face', 0)}/{r.get('frames_analyzed', 0)} frames with a face)"
         )
-    line = f"{s['done']} analysed, {s['skipped']} skipped, {s['failed']} failed; report: {s['report']}"
-    if s["failed"]:
-        line += f"; failures: {s['failures']}"
-    typer.echo(line)
-    return 1 if s["failed"] else 0
+    return finish(s["recorder"], extra=f"; report: {display_path(s['report'])}")

@@ -32,7 +32,8 @@ def check(
 ) -> int:
     """Report malformed rows, out-of-range values, duplicate/unknown ids, missing and unreadable videos.
 
-    Exits 1 when any problem is found.
+    Exits 1 when any error is found. Warnings (contradictory or repeated V2V judgements, times out of order, an
+    empty extra split) are listed with a ``warning:`` prefix but leave the exit code 0.
     """
     from emovid.data.check import check_labels
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from emovid.cli import app
+from emovid.cli._batch import finish
 
 
 @app.command()
@@ -52,6 +53,9 @@ def extract(
     strategy: str = typer.Option("auto", "--strategy", help="Lightning strategy (auto, ddp, ...)."),
     precision: str = typer.Option("32-true", "--precision", help="32-true, 16-mixed, bf16-mixed, ..."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Recompute every video and start a new manifest."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Fail damaged videos (default: embed the frames that decode, with a warning)."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> int:
     """Export one embedding file per video (+ manifest.jsonl); resumable, sharded over all devices and nodes.
@@ -80,14 +84,8 @@ def extract(
         precision=precision,
         overwrite=overwrite,
         progress=progress,
+        strict=strict,
     )
     if "rank" in summary:  # another rank of a distributed run: rank 0 reports
         return 0
-    line = (
-        f"{summary['done']} done, {summary['skipped']} skipped, {summary['failed']} failed "
-        f"of {summary['videos']} videos ({summary['model']}, dim {summary['dim']}) -> {summary['output_dir']}"
-    )
-    if summary["failed"]:
-        line += f"; see {summary['failures']}"
-    typer.echo(line)
-    return 1 if summary["failed"] else 0
+    return finish(summary["recorder"], summary["output_dir"], detail=f" ({summary['model']}, dim {summary['dim']})")

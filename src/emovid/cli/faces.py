@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from emovid.cli import app, err
+from emovid.cli import app
+from emovid.cli._batch import finish
 
 faces_app = typer.Typer(
     help="Face crops and face embeddings (seed 001).",
@@ -49,6 +50,9 @@ def embed(
     batch_size: int = typer.Option(32, "--batch-size", "--batch_size", help="Crops per forward pass."),
     device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, cuda:1, ...)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Recompute videos whose .pt exists."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Fail damaged videos (default: embed the frames that decode, with a warning)."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> int:
     """Write {"emb": Tensor[30, D], "length": n} per video (real crops first, zero rows after); resumable."""
@@ -74,16 +78,11 @@ def embed(
         device=device,
         overwrite=overwrite,
         progress=progress,
-        log=err,
+        strict=strict,
     )
-    line = (
-        f"{s['done']} done, {s['skipped']} skipped, {s['failed']} failed of {s['videos']} videos "
-        f"({s['no_face']} without any face; {s['model']}, dim {s['dim']}) -> {s['output_dir']}"
+    return finish(
+        s["recorder"], s["output_dir"], detail=f" ({s['no_face']} without any face; {s['model']}, dim {s['dim']})"
     )
-    if s["failed"]:
-        line += f"; see {s['failures']}"
-    typer.echo(line)
-    return 1 if s["failed"] else 0
 
 
 def _split_folders(folders: list[str] | None) -> list[str] | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from emovid.cli import app
+from emovid.cli._batch import finish
 
 index_app = typer.Typer(help="Build or extend a FAISS video index for text search.", no_args_is_help=True)
 plot_app = typer.Typer(help="Plots.", no_args_is_help=True)
@@ -34,7 +35,8 @@ def _index_run(add: bool, videos, manifest, video_root, output, model, zero_shot
     from emovid.retrieval.embed import build_index, collect_videos
     from emovid.retrieval.index import INFO_FILE, IndexSpec, VideoIndex
 
-    items, roots = collect_videos(videos, manifest, video_root)
+    ignored: list = []
+    items, roots = collect_videos(videos, manifest, video_root, ignored)
     if add:
         old = VideoIndex.open(output)
         if model is None and not zero_shot:
@@ -52,11 +54,10 @@ def _index_run(add: bool, videos, manifest, video_root, output, model, zero_shot
         spec = IndexSpec(kind=kind, nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m, ef_search=ef_search)
     emb = _embedder(model, zero_shot, emotion_weight, video_emotions, device)
     typer.echo(emb.describe(), err=True)
-    summary = build_index(output, items, roots, emb, spec, batch_size=batch_size, progress=progress, strict=strict)
-    for f in summary["failed"]:
-        typer.echo(f"skipped {f['video']}: {f['error']}", err=True)
-    typer.echo(json.dumps({k: v for k, v in summary.items() if k != "failed"} | {"failed": len(summary["failed"])}))
-    return 0
+    summary = build_index(
+        output, items, roots, emb, spec, batch_size=batch_size, progress=progress, strict=strict, ignored=ignored
+    )
+    return finish(summary["recorder"], output, extra=f"; index holds {summary['count']} videos ({summary['mode']})")
 
 
 @index_app.command("build")
@@ -79,7 +80,9 @@ def index_build(
     ),
     device: str = typer.Option("cpu", "--device"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
-    strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable video."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Fail damaged videos (default: index what decodes, with a warning)."
+    ),
 ) -> int:
     """Embed videos into a new FAISS index (resumable: rerun to finish an interrupted build)."""
     return _index_run(False, videos, manifest, video_root, output, model, zero_shot, kind, nlist, nprobe, hnsw_m,
@@ -96,7 +99,9 @@ def index_add(
     video_emotions: bool = typer.Option(True, "--video-emotions/--no-video-emotions"),
     device: str = typer.Option("cpu", "--device"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
-    strict: bool = typer.Option(False, "--strict"),
+    strict: bool = typer.Option(
+        False, "--strict", help="Fail damaged videos (default: index what decodes, with a warning)."
+    ),
 ) -> int:
     """Append videos to an index with the encoder it was built with (videos already in it are skipped)."""
     return _index_run(True, videos, manifest, video_root, index, None, False, "flat", None, 32, 32, 128, batch_size,
@@ -194,7 +199,10 @@ def eval_retrieval(
     batch_size: int = typer.Option(16, "--batch-size"),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the metrics JSON here."),
 ) -> int:
-    """t2v / v2t R@1/5/10, median and mean rank with and without the emotion term, and the ranking shift."""
+    """t2v / v2t R@1/5/10, median and mean rank with and without the emotion term, and the ranking shift.
+
+    Ranks are pessimistic: an item scoring the same as the right one counts as ranked ahead of it.
+    """
     from emovid.retrieval.evaluate import evaluate_checkpoint
     from emovid.utils.io import write_json
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from emovid.errors import EmovidError
+from emovid.errors import EmovidError, display_path
 from emovid.video.sampling import ClipSampler
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,12 @@ class EpochShuffleSampler(torch.utils.data.Sampler):
 
 
 class ClipLoader:
-    """Decode one clip of a video and transform it to the model's input.
+    """Decode one clip of a video and transform it to the model input.
+
+    A damaged video is decoded as far as it goes: clips are drawn from the frames the file holds
+    (``len(reader)``, not the count its header declares), a frame inside them that does not decode repeats its
+    nearest neighbour, and the reader's :attr:`~emovid.video.VideoReader.damage` says what was wrong. Only a
+    video with no decodable frame raises.
 
     Args:
         sampler: which frames (its first clip is used unless ``all_clips``).
@@ -75,6 +80,8 @@ class ClipLoader:
             resizing full frames in torch); the transform's own resize then has nothing to do.
         all_clips: return every clip the sampler gives, stacked ``[K, C, T, H, W]`` (sliding windows).
         in_chans: 1 converts to greyscale (face models trained on grey input).
+        with_meta: return ``(clip, meta)`` with ``meta = {"frame_times": ..., "frames": len(reader),
+            "damage": reader.damage}`` (``damage`` is ``None`` for a sound file) instead of ``(clip, frame_times)``.
     """
 
     def __init__(
@@ -84,15 +91,20 @@ class ClipLoader:
         short_side: int | None = None,
         all_clips: bool = False,
         in_chans: int = 3,
+        with_meta: bool = False,
     ):
         self.sampler = sampler
         self.transform = transform
         self.short_side = short_side
         self.all_clips = all_clips
         self.in_chans = in_chans
+        self.with_meta = with_meta
 
-    def __call__(self, record: Any, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, np.ndarray]:
-        """Returns ``(clip, frame_times)``: the input tensor and the times (s) of its frames (first clip)."""
+    def __call__(self, record: Any, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, Any]:
+        """Returns ``(clip, frame_times)``: the input tensor and the times (s) of its frames (first clip).
+
+        With ``with_meta``: ``(clip, meta)``, the frame times being ``meta["frame_times"]``.
+        """
         from emovid.video import VideoReader
         from emovid.video.transforms import Compose, to_tensor
 
@@ -107,8 +119,10 @@ class ClipLoader:
                 s = self.short_side / min(h, w)
                 size = (max(1, round(h * s)), max(1, round(w * s)))
             flat = [i for c in clips for i in c]
-            frames = r.get_frames(flat, size=size)
+            frames = r.get_frames(flat, size=size, missing="nearest")
             times = r.frame_times[np.asarray(clips[0])]
+            damage = r.damage  # after decoding: it counts the errors met on the way
+            num_frames = len(r)
         # Augmentation draws from the sample's own generator, not the global RNG: reproducible per
         # (seed, epoch, index) in any worker and after a resume.
         gen = torch.Generator().manual_seed(int(rng.integers(2**62))) if rng is not None else None
@@ -120,7 +134,10 @@ class ClipLoader:
             if self.transform is not None:
                 x = self.transform(x, generator=gen) if isinstance(self.transform, Compose) else self.transform(x)
             out.append(x)
-        return (torch.stack(out) if self.all_clips else out[0]), times
+        clip = torch.stack(out) if self.all_clips else out[0]
+        if self.with_meta:
+            return clip, {"frame_times": times, "frames": num_frames, "damage": damage}
+        return clip, times
 
 
 class FeatureLoader:
@@ -247,10 +264,126 @@ def collate_skip_none(batch: list[dict | None]) -> dict | None:
     return default_collate(batch)
 
 
+def _pad_rows(x: torch.Tensor, pad: int, dim: int = 0, value: float | None = None) -> torch.Tensor:
+    """``x`` longer by ``pad`` along ``dim``: its last slice repeated, or ``value``."""
+    if pad <= 0:
+        return x
+    last = x.narrow(dim, x.shape[dim] - 1, 1)
+    if value is not None:
+        last = torch.full_like(last, value)
+    return torch.cat([x, last.repeat_interleave(pad, dim)], dim)
+
+
+def collate_pad_time(batch: list[dict | None], length: int | None = None, time_dim: int = 1) -> dict | None:
+    """:func:`collate_skip_none` for clips of different lengths (e.g. the same seconds at different frame rates).
+
+    Each sample's ``video`` is padded along ``time_dim`` (1 for ``[C, T, H, W]`` clips, 0 for ``[T, D]`` cached
+    features) to the longest in the batch, or to ``length`` when that is longer, by repeating its last frame;
+    ``meta["valid"]`` (``[B, L]`` bool) marks the real frames. Per-frame tensors of ``targets`` (first dimension
+    ``T``) repeat their last row; per-frame tensors of ``meta`` are padded with zeros (``False``), so a ``keep``
+    mask never selects padding.
+    """
+    batch = [b for b in batch if b is not None]
+    if not batch:
+        return None
+    lengths = [int(b["video"].shape[time_dim]) for b in batch]
+    full = max([*lengths, length or 0])
+    out = []
+    for b, n in zip(batch, lengths, strict=True):
+        pad = full - n
+
+        def per_frame(x: Any, n: int = n) -> bool:
+            return isinstance(x, torch.Tensor) and x.ndim >= 1 and x.shape[0] == n
+
+        targets = {k: _pad_rows(v, pad) if per_frame(v) else v for k, v in b["targets"].items()}
+        meta = {k: _pad_rows(v, pad, value=0) if per_frame(v) else v for k, v in b["meta"].items()}
+        meta["valid"] = torch.arange(full) < n
+        out.append({**b, "video": _pad_rows(b["video"], pad, time_dim), "targets": targets, "meta": meta})
+    return default_collate(out)
+
+
+class _FixedClip:
+    """A sampler that always gives one clip (the frames a :class:`WindowDataset` window chose)."""
+
+    def __init__(self, indices: list[int]):
+        self.indices = list(indices)
+
+    def __call__(self, num_frames: int, frame_times=None, rng=None) -> list[list[int]]:
+        return [self.indices]
+
+    def __str__(self) -> str:
+        return f"frames:{self.indices}"
+
+
+class WindowDataset(Dataset):
+    """Several clips per video, one sample each: ``windows(num_frames, frame_times) -> [(indices, keep), ...]``.
+
+    With :func:`~emovid.video.sampling.covering_clips` every frame of every video is in exactly one sample with
+    ``keep`` true, so per-frame metrics cover whole videos while each sample stays one clip in memory. Each
+    video is opened once here to count its frames. Samples carry ``meta`` ``index`` (the window, unique),
+    ``video_index`` (the record), ``frames`` (``[T]`` frame indices) and ``keep`` (``[T]`` bool).
+
+    Args:
+        records: label records.
+        loader: a :class:`ClipLoader`; its sampler is replaced by each window's frames.
+        targets_fn: ``(record, frame_times) -> {name: tensor}``.
+        windows: the clips of a video from its frame count and frame times.
+    """
+
+    def __init__(self, records: Sequence[Any], loader: ClipLoader, targets_fn: TargetsFn, windows: Callable):
+        from emovid.video import VideoReader
+
+        self.records = list(records)
+        self.loader = loader
+        self.targets_fn = targets_fn
+        self.windows: list[tuple[int, list[int], list[bool]]] = []
+        for i, rec in enumerate(self.records):
+            try:
+                with VideoReader(rec.video_path, threads=1, thread_type="NONE") as r:
+                    n, times = len(r), r.frame_times
+            except EmovidError as e:  # broke after the preflight check: its frames go unscored, as in ClipDataset
+                log.warning("skipping %s: %s", rec.video_id, e)
+                continue
+            self.windows += [(i, list(idx), list(keep)) for idx, keep in windows(n, times)]
+        self.max_len = max((len(w[1]) for w in self.windows), default=0)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, k: int) -> dict | None:
+        import copy
+
+        i, idx, keep = self.windows[k]
+        rec = self.records[i]
+        loader = copy.copy(self.loader)
+        loader.sampler, loader.all_clips = _FixedClip(idx), False
+        try:
+            x, times = loader(rec, None)
+        except EmovidError as e:
+            log.warning("skipping %s: %s", rec.video_id, e)
+            return None
+        if isinstance(times, dict):  # a loader built with_meta
+            times = times["frame_times"]
+        return {
+            "video": x,
+            "targets": self.targets_fn(rec, times),
+            "meta": {
+                "index": k,
+                "video_index": i,
+                "video_id": str(rec.video_id),
+                "frames": torch.tensor(idx),
+                "keep": torch.tensor(keep),
+            },
+        }
+
+
 def check_videos(
     records: Sequence[Any], strict: bool = False, workers: int = 4, report_path: str | Path | None = None
 ) -> tuple[list[Any], list[dict]]:
     """Probe every distinct video once; drop records whose video is missing or unreadable.
+
+    Damaged-but-readable videos (frames missing against the header, a stream cut short) are kept, and one
+    warning names how many there are and the first of them; with ``strict`` they fail like unreadable ones.
 
     Returns:
         ``(kept_records, failures)`` with one ``{"video", "error"}`` per bad video. With ``strict`` the first
@@ -258,29 +391,45 @@ def check_videos(
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from emovid.utils.io import atomic_open
+    from emovid.batch import DamagedVideoError, damage_line, describe_error
+    from emovid.utils.io import atomic_open, dumps
     from emovid.video import probe
 
     paths = list(dict.fromkeys(str(r.video_path) for r in records))
+    damaged: dict[str, str] = {}
 
     def check(p: str) -> str | None:
         try:
-            probe(p)
+            line = damage_line(probe(p).damage)
+            if line is not None:
+                if strict:
+                    raise DamagedVideoError(f"damaged video ({line}); refused because of --strict", p)
+                damaged[p] = line
             return None
         except EmovidError as e:
             if strict:
                 raise
             return e.message
+        except Exception as e:  # one video's problem, whatever it is
+            if strict:
+                raise
+            return describe_error(e)
 
     with ThreadPoolExecutor(max(1, workers)) as ex:
         errors = dict(zip(paths, ex.map(check, paths), strict=False))
     failures = [{"video": p, "error": e} for p, e in errors.items() if e]
+    if damaged:
+        first = next(iter(damaged))
+        log.warning(
+            "%d video(s) are damaged and are used as far as they decode (--strict skips them); first: %s: %s",
+            len(damaged),
+            display_path(first),
+            damaged[first],
+        )
     if report_path is not None and failures:
-        import json
-
         with atomic_open(report_path) as f:
             for rec in failures:
-                f.write(json.dumps(rec) + "\n")
+                f.write(dumps(rec) + "\n")
     bad = {f["video"] for f in failures}
     return [r for r in records if str(r.video_path) not in bad], failures
 

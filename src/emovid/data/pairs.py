@@ -19,6 +19,7 @@ from collections.abc import Hashable, Sequence
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 STRATEGIES = ("all", "random")
 
@@ -31,17 +32,23 @@ class Pair(NamedTuple):
     target: float
 
 
-def pair_target(score_a: float, score_b: float, tie_tol: float = 0.0) -> float:
-    """The RankNet target for scores ``score_a`` and ``score_b`` (see the module docstring)."""
+def pair_targets_array(score_a: ArrayLike, score_b: ArrayLike, tie_tol: float = 0.0) -> np.ndarray:
+    """The RankNet targets of score arrays ``score_a`` and ``score_b`` (see the module docstring).
+
+    The one tie rule of the package: sampled pairs, validation pairs and the in-batch pairs of
+    :func:`emovid.losses.pair_targets` all call it. Differences are taken in float64, so give the scores as
+    read (a float32 copy of 1.1 is 1.1000000238 and would no longer tie with 1.0 at ``tie_tol = 0.1``).
+    """
     if tie_tol < 0:
         raise ValueError("tie_tol must be >= 0")
-    d = float(score_a) - float(score_b)
-    tie_tol = _slack(tie_tol)
-    if d > tie_tol:
-        return 1.0
-    if -d > tie_tol:
-        return 0.0
-    return 0.5
+    d = np.asarray(score_a, np.float64) - np.asarray(score_b, np.float64)
+    slack = _slack(tie_tol)
+    return np.where(d > slack, 1.0, np.where(-d > slack, 0.0, 0.5))
+
+
+def pair_target(score_a: float, score_b: float, tie_tol: float = 0.0) -> float:
+    """The RankNet target for scores ``score_a`` and ``score_b`` (see the module docstring)."""
+    return float(pair_targets_array(score_a, score_b, tie_tol))
 
 
 def _slack(tie_tol: float) -> float:
@@ -49,9 +56,7 @@ def _slack(tie_tol: float) -> float:
 
 
 def _targets(s: np.ndarray, a: np.ndarray, b: np.ndarray, tie_tol: float) -> np.ndarray:
-    d = s[a] - s[b]
-    tie_tol = _slack(tie_tol)
-    return np.where(d > tie_tol, 1.0, np.where(-d > tie_tol, 0.0, 0.5))
+    return pair_targets_array(s[a], s[b], tie_tol)
 
 
 def _pairs(a: np.ndarray, b: np.ndarray, t: np.ndarray, include_ties: bool) -> list[Pair]:
@@ -171,6 +176,7 @@ __all__ = [
     "all_pairs",
     "build_pairs",
     "pair_target",
+    "pair_targets_array",
     "pairs_from_rankings",
     "random_pairs",
 ]

@@ -93,6 +93,7 @@ class FaceCrops:
         boxes: ``float [N, 4]`` smoothed main-face boxes ``(x, y, w, h)``; NaN where no face.
         faces_per_frame: ``int [N]`` faces detected in each sample (any track).
         num_tracks: distinct faces tracked over the samples.
+        damage: the reader's damage record (:attr:`emovid.video.VideoReader.damage`), ``None`` for a clean file.
     """
 
     crops: np.ndarray
@@ -102,6 +103,7 @@ class FaceCrops:
     boxes: np.ndarray
     faces_per_frame: np.ndarray
     num_tracks: int
+    damage: dict | None = None
 
     @property
     def length(self) -> int:
@@ -139,7 +141,7 @@ def video_face_crops(
         per_step: list[list[tuple[int, np.ndarray, tuple[float, ...]]]] = []
         nfaces = np.zeros(len(idx), np.int64)
         for start in range(0, len(idx), chunk):
-            frames = reader.get_frames(idx[start : start + chunk])
+            frames = reader.get_frames(idx[start : start + chunk], missing="nearest")  # damaged: nearest frame
             for j, frame in enumerate(frames):
                 step = start + j
                 faces = det.detect(frame)
@@ -148,6 +150,7 @@ def video_face_crops(
                 per_step.append(
                     [(tid, crop_square(frame, sm, size, margin=margin, interpolation="area"), sm) for tid, sm in ids]
                 )
+        damage = reader.damage
     n = len(idx)
     crops = np.zeros((n, size, size, 3), np.uint8)
     has = np.zeros(n, bool)
@@ -166,4 +169,5 @@ def video_face_crops(
         boxes=boxes,
         faces_per_frame=nfaces,
         num_tracks=len(trk.tracks),
+        damage=damage,
     )

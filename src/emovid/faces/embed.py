@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emovid.errors import ConfigError, EmovidError, InputNotFoundError
+from emovid.errors import ConfigError, InputNotFoundError, display_path
 
 __all__ = ["RECIPE_FILE", "FaceEmbedder", "embed_video", "embed_videos", "find_recipe", "find_videos"]
 
@@ -35,13 +35,22 @@ __all__ = ["RECIPE_FILE", "FaceEmbedder", "embed_video", "embed_videos", "find_r
 RECIPE_FILE = "faces_embed.json"
 
 
-def find_videos(base_path: str | os.PathLike, split: str, folders: Sequence[str] | None = None) -> list[Path]:
+def find_videos(
+    base_path: str | os.PathLike,
+    split: str,
+    folders: Sequence[str] | None = None,
+    ignored: list[tuple[Path, str]] | None = None,
+) -> list[Path]:
     """The videos to embed (see the module notes for the folder rules), sorted.
+
+    Args:
+        ignored: if given, receives entries named like videos that are not regular files (never opened).
 
     Raises:
         InputNotFoundError: ``base_path`` or a named folder does not exist.
-        ConfigError: two videos would write the same output file.
+        ConfigError: no videos, or two videos would write the same output file.
     """
+    from emovid.batch import require_inputs, scan_folder
     from emovid.video import VIDEO_EXTENSIONS
 
     base = Path(base_path)
@@ -54,18 +63,22 @@ def find_videos(base_path: str | os.PathLike, split: str, folders: Sequence[str]
                 raise InputNotFoundError(d, "folder (from --folders)")
     else:
         dirs = [base / split] if (base / split).is_dir() else [base]
-    exts = {e.lower() for e in VIDEO_EXTENSIONS}
     seen: dict[str, Path] = {}
+    left_out: list[tuple[Path, str]] = []
     for d in dirs:
-        for p in sorted(d.rglob("*")):
-            if p.is_file() and p.suffix.lower() in exts and not p.name.startswith("."):
-                if p.stem in seen:
-                    raise ConfigError(
-                        f"{p}: same output name {p.stem}.pt as {seen[p.stem]}; "
-                        "embed them into different --split folders"
-                    )
-                seen[p.stem] = p
-    return sorted(seen.values())
+        scan = scan_folder(d, VIDEO_EXTENSIONS)
+        left_out += scan.ignored
+        for p in scan.files:
+            if p.stem in seen:
+                raise ConfigError(
+                    f"{display_path(p)}: same output name {display_path(p.stem)}.pt as "
+                    f"{display_path(seen[p.stem])}; embed them into different --split folders"
+                )
+            seen[p.stem] = p
+    require_inputs(seen, dirs[0] if len(dirs) == 1 else base, "video files", left_out)
+    if ignored is not None:
+        ignored.extend(left_out)
+    return sorted(seen.values(), key=os.fsencode)
 
 
 def find_recipe(root: str | os.PathLike) -> dict | None:
@@ -155,12 +168,15 @@ def embed_video(
     times = np.full(num_crops, np.nan, np.float32)
     frames[:n] = fc.frame_indices[fc.has_face]
     times[:n] = fc.times[fc.has_face]
-    return {
+    record = {
         "emb": torch.from_numpy(emb),
         "length": int(n),
         "frames": torch.from_numpy(frames),
         "times": torch.from_numpy(times),
     }
+    if fc.damage:
+        record["damaged"] = fc.damage  # plain data: the file still loads with weights_only=True
+    return record
 
 
 def embed_videos(
@@ -178,6 +194,7 @@ def embed_videos(
     overwrite: bool = False,
     progress: bool = True,
     log=None,
+    strict: bool = False,
 ) -> dict:
     """Write ``OUTPUT_ROOT/SPLIT/VIDEO.pt`` for every video (see the module notes).
 
@@ -187,20 +204,23 @@ def embed_videos(
     import torch
     from tqdm import tqdm
 
+    from emovid.batch import BatchRecorder
     from emovid.faces.detect import create_detector
-    from emovid.utils.io import append_jsonl, atomic_path, write_json
+    from emovid.utils.io import atomic_path, write_json
 
     if num_crops < 1:
         raise ConfigError(f"--num-crops must be at least 1, got {num_crops}")
     if not split or "/" in split or split in (".", ".."):
         raise ConfigError(f"--split must be a plain folder name such as train, got {split!r}")
-    videos = find_videos(base_path, split, folders)
+    ignored: list[tuple[Path, str]] = []
+    videos = find_videos(base_path, split, folders, ignored)
     out = Path(output_root) / split
     out.mkdir(parents=True, exist_ok=True)
-    failures = out / "failures.jsonl"
-    if failures.exists():
-        failures.unlink()
+    rec = BatchRecorder(out / "failures.jsonl", unit="videos", key="video", strict=strict)
+    rec.ignore(ignored)
+    rec.total = len(videos)
     todo = [v for v in videos if overwrite or not (out / f"{v.stem}.pt").exists()]
+    rec.skipped = len(videos) - len(todo)
     embedder = FaceEmbedder(model, pretrained, device) if todo else None
     det = create_detector(detector)
     if embedder is not None:
@@ -218,29 +238,21 @@ def embed_videos(
                 "dim": int(embedder.dim),
             },
         )
-    done = failed = no_face = 0
+    no_face = 0
     for v in tqdm(todo, desc=f"faces embed {split}", unit="video", disable=not progress or not todo):
-        try:
+        with rec.guard(v):
             record = embed_video(v, embedder, num_crops=num_crops, margin=margin, detector=det, batch_size=batch_size)
-            n = record["length"]
+            rec.damaged(v, record.get("damaged"))
             with atomic_path(out / f"{v.stem}.pt") as tmp:
                 torch.save(record, tmp)
-        except EmovidError as e:
-            failed += 1
-            append_jsonl(failures, {"video": str(v), "error": str(e)})
-            if log:
-                log(str(e))
-            continue
-        done += 1
-        no_face += n == 0
+            rec.success()
+            no_face += record["length"] == 0
     return {
+        **rec.to_dict(),
         "videos": len(videos),
-        "done": done,
-        "skipped": len(videos) - len(todo),
-        "failed": failed,
         "no_face": int(no_face),
         "dim": embedder.dim if embedder else None,
         "model": model,
         "output_dir": str(out),
-        "failures": str(failures) if failed else None,
+        "recorder": rec,
     }

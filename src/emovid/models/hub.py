@@ -3,6 +3,10 @@
 Offline (``EMOVID_OFFLINE=1``, ``HF_HUB_OFFLINE=1`` or no network) a download that is needed becomes a
 :class:`~emovid.errors.WeightsUnavailableError` naming the file and the place to put it; files already in the
 cache (``$EMOVID_CACHE``, default ``~/.cache/emovid``) are used without asking the network.
+
+Every checkpoint is read by :func:`load_checkpoint`, which never runs code stored in a pickle: only tensors,
+plain data and a few allow-listed types (:func:`checkpoint_safe_globals`) are rebuilt, unless the user trusts
+checkpoints (``emovid --trust-checkpoint``, ``EMOVID_TRUST_CHECKPOINT=1``).
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import pickle
+import re
 import shutil
 import tempfile
 import urllib.error
@@ -17,6 +23,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -164,33 +171,130 @@ def _sha256(path: Path) -> str:
 
 # ---- reading checkpoints ---------------------------------------------------------------------------------------
 
+TRUST_ENV = "EMOVID_TRUST_CHECKPOINT"
+TRUST_FLAG = "--trust-checkpoint"
+_trust: bool | None = None  # None: follow $EMOVID_TRUST_CHECKPOINT
 
-def load_state_dict_file(path: str | os.PathLike) -> dict:
-    """Read a checkpoint file (``.safetensors``, or a torch pickle such as ``.pth``/``.pyth``/``.bin``/``.ckpt``).
 
-    Pickles are loaded with ``weights_only=True`` first; official checkpoints that pickle extra Python objects
-    (e.g. an argparse namespace) are retried with ``weights_only=False`` — only load files you trust.
+def set_trust_checkpoints(trust: bool | None) -> bool | None:
+    """Set the process-wide default of :func:`load_checkpoint`'s ``trust`` (``None``: ``$EMOVID_TRUST_CHECKPOINT``).
+
+    Returns:
+        The previous setting, so a caller can put it back.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputNotFoundError(path)
+    global _trust
+    previous, _trust = _trust, trust
+    return previous
+
+
+def trust_checkpoints() -> bool:
+    """Whether checkpoints are trusted by default: :func:`set_trust_checkpoints`, else ``$EMOVID_TRUST_CHECKPOINT``."""
+    if _trust is not None:
+        return _trust
+    return os.environ.get(TRUST_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def checkpoint_safe_globals() -> list:
+    """The non-tensor types a checkpoint may hold without ``trust``: plain data that runs no code when rebuilt.
+
+    * ``argparse.Namespace``: the ``args`` that DINO (``main_dino.py``), VideoMAE (``utils.save_model``) and
+      lipreading-style training scripts store next to the weights;
+    * NumPy scalars, arrays and dtypes: e.g. EmoNeXt's ``best_acc`` (a ``np.float64`` from ``np.mean``) and
+      feature-cache timestamps. Pickles name NumPy's internals ``numpy.core.*`` (NumPy 1) or ``numpy._core.*``
+      (NumPy 2); both names are listed. Object arrays stay safe: their items go through the same restricted
+      unpickler.
+    """
+    import argparse
+
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core  # NumPy 2 | NumPy 1
+    multiarray = core.multiarray
+    out: list = [argparse.Namespace, np.ndarray, np.dtype]
+    for fn in (multiarray._reconstruct, multiarray.scalar):
+        out += [(fn, f"numpy.core.multiarray.{fn.__name__}"), (fn, f"numpy._core.multiarray.{fn.__name__}")]
+    # dtype classes (numpy.dtypes.Float64DType, ...): pickled by name when a checkpoint stores a dtype's type
+    codes = [*"?bBhHiIlLqQefdgFDGOUSV", "M8[s]", "m8[s]"]
+    out += list(dict.fromkeys(type(np.dtype(code)) for code in codes))
+    return out
+
+
+# A refused pickle names what it wanted: an unknown or blocked global, or an object of a class not allowed.
+_GLOBAL_RE = re.compile(
+    r"GLOBAL (\S+)|allowlisted via `add_safe_globals`,? but got <class '([^']+)'>|unrecognized function (\S+)"
+)
+
+
+def load_checkpoint(path: str | os.PathLike, *, trust: bool | None = None, map_location: Any = "cpu") -> Any:
+    """Read a checkpoint file without running code from it: every checkpoint read in emovid goes through here.
+
+    ``.safetensors`` files hold tensors only. Torch pickles (``.pth``/``.pyth``/``.pt``/``.bin``/``.ckpt``) are
+    read with ``torch.load(weights_only=True)``, which rebuilds tensors, containers and plain values only, plus
+    the types of :func:`checkpoint_safe_globals`; anything else (e.g. a ``__reduce__`` that calls ``os.system``)
+    is refused. With ``trust`` the file is unpickled without restriction, which runs whatever code it holds.
+
+    Args:
+        path: the checkpoint file.
+        trust: load pickles without restriction; ``None`` follows :func:`trust_checkpoints` (``emovid
+            --trust-checkpoint``, ``$EMOVID_TRUST_CHECKPOINT=1``).
+        map_location: as for :func:`torch.load`.
+
+    Raises:
+        InputNotFoundError: no such file.
+        ModelError: the file pickles something else than tensors and plain data (the message names it and the
+            opt-in), or it is not a readable checkpoint.
+    """
+    from emovid.utils.paths import check_regular_file
+
+    path = Path(check_regular_file(path, "file"))  # a FIFO would block torch.load forever
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
+        device = str(map_location) if isinstance(map_location, (str, torch.device)) else "cpu"
         try:
-            return load_file(str(path))
+            return load_file(str(path), device=device)
         except Exception as e:
             raise ModelError(f"not a readable safetensors file ({e})", path) from e
+    if trust is None:
+        trust = trust_checkpoints()
+    if trust:
+        log.debug("%s: unpickling without restriction (trusted)", path)
+        try:
+            return torch.load(path, map_location=map_location, weights_only=False)
+        except Exception as e:
+            raise ModelError(f"not a readable PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})", path) from e
+    allowed = checkpoint_safe_globals()
+    # safe_globals removes its entries on exit; leave alone those the caller registered process-wide itself.
+    registered = set(torch.serialization.get_safe_globals())
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        pass
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals([g for g in allowed if g not in registered]):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise _refusal(path, str(e)) from None
     except Exception as e:
-        raise ModelError(f"not a readable PyTorch checkpoint ({type(e).__name__}: {e})", path) from e
-    log.warning("%s: loaded with weights_only=False (it pickles non-tensor objects)", path)
-    return obj
+        raise ModelError(f"not a readable PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})", path) from e
+
+
+def _refusal(path: Path, message: str) -> ModelError:
+    hint = f"pass {TRUST_FLAG} (or set {TRUST_ENV}=1) only if you trust this file: that runs the file's code"
+    m = _GLOBAL_RE.search(message)
+    if m:
+        what = next(g for g in m.groups() if g).strip()
+        return ModelError(f"refusing to load: it pickles {what}, not just tensors and plain data; {hint}", path)
+    detail = next((ln.strip() for ln in message.splitlines()[::-1] if ln.strip() and "documentation" not in ln), "")
+    return ModelError(f"not a checkpoint that can be read safely ({detail}); it may be damaged, or {hint}", path)
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [""])[0]
+
+
+def load_state_dict_file(path: str | os.PathLike, trust: bool | None = None) -> dict:
+    """Read a checkpoint file (``.safetensors``, or a torch pickle such as ``.pth``/``.pyth``/``.bin``/``.ckpt``).
+
+    Pickles never run code unless trusted: see :func:`load_checkpoint`.
+    """
+    return load_checkpoint(path, trust=trust)
 
 
 def state_dict_from_dir(path: str | os.PathLike) -> dict:

@@ -10,7 +10,10 @@ Routes (OpenAPI schema at ``/openapi.json``, interactive docs at ``/docs``):
 
 Safety: files are served only by index id, and only when the file resolves (symlinks included) inside one of the
 roots recorded in the index; nothing else on disk is reachable. Bad queries (empty, too long, unknown emotion, k
-out of range, unknown id) get 4xx answers with a ``detail`` message. ``emovid serve`` binds 127.0.0.1 by default.
+out of range, unknown id) get 4xx answers with a short ``detail`` message that never repeats the request: a 422
+names the field and what is wrong (``{"detail": "q: String should have at most 500 characters", "errors":
+[{"field": "q", "message": ...}]}``), a query string over :data:`MAX_QUERY_STRING_BYTES` is refused with 414
+before any parsing. ``emovid serve`` binds 127.0.0.1 by default.
 """
 
 import importlib.resources
@@ -21,6 +24,12 @@ from emovid.data.readers.captions import PLUTCHIK_EMOTIONS
 from emovid.errors import EmovidError
 from emovid.retrieval.search import MAX_QUERY_CHARS, Searcher
 
+# A q of MAX_QUERY_CHARS characters, percent-encoded UTF-8, takes at most 9 bytes each; the rest is small.
+MAX_QUERY_STRING_BYTES = 9 * MAX_QUERY_CHARS + 1024
+MAX_EMOTION_TERMS = 2 * len(PLUTCHIK_EMOTIONS)
+MAX_EMOTION_CHARS = 32
+_MAX_MESSAGE_CHARS = 200
+
 
 def create_app(index: str | os.PathLike | Searcher, device: str = "cpu"):
     """The FastAPI application for one index folder (or a ready :class:`Searcher`).
@@ -28,7 +37,8 @@ def create_app(index: str | os.PathLike | Searcher, device: str = "cpu"):
     (This module has no ``from __future__ import annotations``: FastAPI reads the route annotations at run time.)
     """
     from fastapi import FastAPI, HTTPException, Query
-    from fastapi.responses import FileResponse, HTMLResponse, Response
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
     from pydantic import BaseModel
 
     searcher = index if isinstance(index, Searcher) else Searcher(index, device=device)
@@ -38,7 +48,21 @@ def create_app(index: str | os.PathLike | Searcher, device: str = "cpu"):
         version="1",
     )
     app.state.searcher = searcher
+    app.add_middleware(_QueryStringCap)
     thumbs: dict[int, bytes] = {}
+
+    class FieldError(BaseModel):
+        field: str
+        message: str
+
+    class BadRequest(BaseModel):
+        detail: str
+        errors: list[FieldError]
+
+    @app.exception_handler(RequestValidationError)
+    async def short_validation_error(request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own 422 repeats each bad value ("input"), so a 70 KB query came back as 70 KB of JSON.
+        return _bad_request([(_field(e.get("loc", ())), str(e.get("msg", "invalid value"))) for e in exc.errors()])
 
     class Hit(BaseModel):
         rank: int
@@ -82,7 +106,7 @@ def create_app(index: str | os.PathLike | Searcher, device: str = "cpu"):
             encoder=searcher.index.info["encoder"],
         )
 
-    @app.get("/api/search", response_model=SearchAnswer)
+    @app.get("/api/search", response_model=SearchAnswer, responses={422: {"model": BadRequest}})
     def api_search(
         q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="query text")],
         k: Annotated[int, Query(ge=1, le=100)] = 10,
@@ -90,6 +114,11 @@ def create_app(index: str | os.PathLike | Searcher, device: str = "cpu"):
         filter: Annotated[list[str], Query(description="keep videos showing one of these")] = [],  # noqa: A002,B006
         use_emotion: bool = True,
     ) -> SearchAnswer:
+        for name, terms in (("emotion", emotion), ("filter", filter)):
+            if len(terms) > MAX_EMOTION_TERMS or any(len(t) > MAX_EMOTION_CHARS for t in terms):
+                return _bad_request(
+                    [(name, f"at most {MAX_EMOTION_TERMS} emotion terms of at most {MAX_EMOTION_CHARS} characters")]
+                )
         try:
             res = searcher.search(q, k=k, emotions=emotion, filter_emotions=filter, use_emotion=use_emotion)
         except EmovidError as e:
@@ -134,6 +163,37 @@ def create_app(index: str | os.PathLike | Searcher, device: str = "cpu"):
         return Response(thumbs[vid], media_type="image/jpeg")
 
     return app
+
+
+def _field(loc) -> str:
+    """``("query", "q")`` -> ``q``; ``("path", "vid")`` -> ``vid``; a body error -> ``body``."""
+    parts = [str(p) for p in loc]
+    return ".".join(parts[1:]) or (parts[0] if parts else "request")
+
+
+def _bad_request(errors: list[tuple[str, str]]):
+    from fastapi.responses import JSONResponse
+
+    rows = [{"field": f[:_MAX_MESSAGE_CHARS], "message": m[:_MAX_MESSAGE_CHARS]} for f, m in errors[:10]]
+    detail = "; ".join(f"{r['field']}: {r['message']}" for r in rows) or "invalid request"
+    return JSONResponse(status_code=422, content={"detail": detail, "errors": rows})
+
+
+class _QueryStringCap:
+    """Refuse an over-long query string with 414 before FastAPI parses (and would echo) it."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        size = len(scope.get("query_string", b"")) if scope["type"] == "http" else 0
+        if size > MAX_QUERY_STRING_BYTES:
+            from fastapi.responses import JSONResponse
+
+            msg = f"query string too long ({size} bytes; at most {MAX_QUERY_STRING_BYTES})"
+            await JSONResponse(status_code=414, content={"detail": msg})(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def _thumbnail(path, width: int = 320) -> bytes:

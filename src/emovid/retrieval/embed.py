@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from emovid.batch import BatchRecorder, require_inputs, scan_folder
 from emovid.data.readers.captions import PLUTCHIK_EMOTIONS
-from emovid.errors import ConfigError, EmovidError, InputNotFoundError
+from emovid.errors import ConfigError, EmovidError, InputNotFoundError, display_path
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ def collect_videos(
     videos: str | os.PathLike | None = None,
     manifest: str | os.PathLike | None = None,
     video_root: str | os.PathLike | None = None,
+    ignored: list[tuple[Path, str]] | None = None,
 ) -> tuple[list[VideoItem], list[str]]:
     """Videos to index and the root folders the index may serve them from.
 
@@ -62,6 +64,7 @@ def collect_videos(
         manifest: seed 002 caption JSON, MSR-VTT captions (``.csv`` / ``{"sentences"}`` JSON), or JSON lines
             ``{"video": PATH, "caption": TEXT?}``; several captions of one video are kept together.
         video_root: the folder manifest paths are relative to (default: the manifest's folder).
+        ignored: if given, receives folder entries named like videos that are not regular files (never opened).
 
     Raises:
         InputNotFoundError: the folder or manifest does not exist, or holds no videos.
@@ -72,15 +75,17 @@ def collect_videos(
     if videos is not None:
         root = Path(videos)
         if not root.is_dir():
-            raise InputNotFoundError("no such folder", root)
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTS and p.is_file())
-        if not files:
-            raise InputNotFoundError(f"no video files ({', '.join(VIDEO_EXTS)}) in the folder", root)
+            raise InputNotFoundError(root, "folder")
+        scan = scan_folder(root, VIDEO_EXTS)
+        files = scan.files
+        require_inputs(files, root, f"video files ({', '.join(VIDEO_EXTS)})", scan.ignored)
+        if ignored is not None:
+            ignored.extend(scan.ignored)
         items = [VideoItem(p.resolve(), str(p.relative_to(root).with_suffix(""))) for p in files]
         return items, [str(root.resolve())]
-    mpath = Path(manifest)
-    if not mpath.exists():
-        raise InputNotFoundError("no such manifest", mpath)
+    from emovid.utils.paths import check_regular_file
+
+    mpath = Path(check_regular_file(manifest, "manifest"))
     root = Path(video_root) if video_root is not None else mpath.parent
     by_path: dict[Path, VideoItem] = {}
     if mpath.suffix.lower() == ".jsonl":
@@ -91,16 +96,17 @@ def collect_videos(
                 try:
                     rec = json.loads(line)
                     p = (root / rec["video"]).resolve()
-                except (ValueError, KeyError, TypeError) as e:
-                    raise ConfigError(f'{mpath}:{n}: expected {{"video": PATH, "caption": TEXT}} ({e})') from e
+                except (ValueError, KeyError, TypeError, RecursionError) as e:
+                    raise ConfigError(
+                        f'{display_path(mpath)}:{n}: expected {{"video": PATH, "caption": TEXT}} ({e})'
+                    ) from e
                 item = by_path.setdefault(p, VideoItem(p, str(rec.get("video_id") or Path(rec["video"]).stem)))
                 if rec.get("caption"):
                     item.captions.append(str(rec["caption"]))
     else:
-        from emovid.data.readers.captions import read_emotion_captions, read_msrvtt_captions
+        from emovid.data.readers.captions import captions_format, read_emotion_captions, read_msrvtt_captions
 
-        text = mpath.read_text(encoding="utf-8", errors="replace").lstrip()
-        if mpath.suffix.lower() == ".json" and text[:1] == "[":
+        if captions_format(mpath) == "emotion":
             records = read_emotion_captions(mpath, root)
         else:
             records = read_msrvtt_captions(mpath, root)
@@ -112,7 +118,7 @@ def collect_videos(
                 prev = np.zeros(8) if item.emotions is None else np.asarray(item.emotions)
                 item.emotions = list(prev + np.asarray(r.plutchik))
     if not by_path:
-        raise InputNotFoundError("the manifest lists no videos", mpath)
+        raise ConfigError("the manifest lists no videos", mpath)
     return list(by_path.values()), [str(root.resolve())]
 
 
@@ -145,14 +151,18 @@ class FrameEmotionReader:
             self._analyze = (analyze_file, EmotionClassifier, AnalyzeOptions)
             self.source = "emovid analyze (face detection + fer_mini_xception), else whole frames"
         self._classifier = None
+        self.last_damage: dict | None = None  # damage record of the video read by the latest call
 
     def __call__(self, path: Path) -> tuple[list[float], str]:
+        self.last_damage = None
         if self._analyze is not None:
             analyze_file, classifier_cls, options_cls = self._analyze
             if self._classifier is None:
                 self._classifier = classifier_cls("fer_mini_xception", device=self.device)
             opts = options_cls(fps=self.fps, progress=False)
-            summary = analyze_file(path, self._classifier, opts).result["summary"]
+            result = analyze_file(path, self._classifier, opts).result
+            self.last_damage = result.get("damaged")
+            summary = result["summary"]
             mean = summary.get("emotions_mean") or {}
             if summary.get("dominant_emotion") is not None:
                 out = np.zeros(8)
@@ -176,7 +186,8 @@ class FrameEmotionReader:
             self._fer = create_model("fer_mini_xception", pretrained=True).eval().to(self.device)
         with VideoReader(path, threads=1) as r:
             idx = uniform_indices(len(r), self.frames)
-            frames = r.get_frames(list(idx))
+            frames = r.get_frames(list(idx), missing="nearest")
+            self.last_damage = self.last_damage or r.damage
         crops = []
         for f in frames:
             h, w = f.shape[:2]
@@ -235,7 +246,7 @@ class ZeroShotEmbedder:
 
         vecs, rows = [], []
         for it in items:
-            tv = None
+            tv, damage = None, None
             if it.captions:
                 e = self.text.encode(it.captions).mean(0)
                 tv = e / max(float(np.linalg.norm(e)), 1e-9)
@@ -244,10 +255,11 @@ class ZeroShotEmbedder:
             elif self.reader is not None:
                 emo, source = self.reader(it.path)
                 emo = np.asarray(emo)
+                damage = self.reader.last_damage
             else:
                 emo, source = None, "none"
             vecs.append(zero_shot_vector(tv, emo, self.prompts, self.emotion_weight))
-            rows.append(_row(it, emo, source))
+            rows.append(_row(it, emo, source, damage))
         return np.stack(vecs).astype(np.float32), rows
 
 
@@ -271,7 +283,9 @@ class ModelEmbedder:
         self.device = device
         pc = model.feature_extractor.pretrained_cfg
         sampler = parse_sampler(cfg.eval_sampler or f"center:{pc.num_frames}x{pc.frame_stride}")
-        self.loader = ClipLoader(sampler, create_transform(pc, train=False), pc.short_side or min(pc.input_size))
+        self.loader = ClipLoader(
+            sampler, create_transform(pc, train=False), pc.short_side or min(pc.input_size), with_meta=True
+        )
         self.reader = FrameEmotionReader(device=device) if video_emotions else None
         self.dim = int(model.head.text.output_dim)
         self.encoder_info = {
@@ -288,23 +302,26 @@ class ModelEmbedder:
     def embed(self, items: list[VideoItem]) -> tuple[np.ndarray, list[dict[str, Any]]]:
         import torch
 
-        clips = torch.stack([self.loader(it)[0] for it in items]).to(self.device)
+        loaded = [self.loader(it) for it in items]
+        clips = torch.stack([clip for clip, _ in loaded]).to(self.device)
         with torch.inference_mode():
             v = self.model.encode_video(clips).float().cpu().numpy()
         rows = []
-        for it in items:
+        for it, (_, meta) in zip(items, loaded, strict=True):
+            damage = (meta or {}).get("damage")
             if it.emotions is not None and sum(it.emotions) > 0:
                 emo, source = it.emotions, "captions"
             elif self.reader is not None:
                 emo, source = self.reader(it.path)
+                damage = damage or self.reader.last_damage
             else:
                 emo, source = None, "none"
-            rows.append(_row(it, emo, source))
+            rows.append(_row(it, emo, source, damage))
         return v.astype(np.float32), rows
 
 
-def _row(it: VideoItem, emotions, source: str) -> dict[str, Any]:
-    return {
+def _row(it: VideoItem, emotions, source: str, damage: dict | None = None) -> dict[str, Any]:
+    row = {
         "path": str(it.path),
         "video_id": it.video_id,
         "duration": it.duration if it.duration is not None else _probe_duration(it.path),
@@ -313,6 +330,9 @@ def _row(it: VideoItem, emotions, source: str) -> dict[str, Any]:
         "emotions": normalise_emotions(emotions),
         "emotion_source": source,
     }
+    if damage:
+        row["damaged"] = damage
+    return row
 
 
 def build_index(
@@ -324,11 +344,18 @@ def build_index(
     batch_size: int = 16,
     progress: bool = True,
     strict: bool = False,
+    ignored: list[tuple[Path, str]] | None = None,
 ) -> dict[str, Any]:
     """Embed ``items`` in batches into the index folder ``output`` (resumable; existing videos are skipped).
 
+    Any per-video failure is recorded in ``output/failures.jsonl`` and the build goes on; damaged videos are
+    indexed with a warning and a ``damaged`` record in their row (``strict``: recorded as failures instead).
+
     Returns:
-        ``{"added", "skipped_existing", "failed": [{"video", "error"}], "count", "mode"}``.
+        ``{"added", "skipped_existing", "failed", "failure_records", "warnings", "count", "mode", "recorder"}``.
+
+    Raises:
+        EmovidError: not a single video could be embedded (the failures are in ``failures.jsonl``).
     """
     from emovid.retrieval.index import IndexSpec, VideoIndex
 
@@ -337,44 +364,53 @@ def build_index(
         if not any(Path(r) == it.path or Path(r) in it.path.parents for r in roots):
             raise ConfigError(f"{it.path} is outside the index root(s) {', '.join(roots)}; pass --video-root")
     idx = VideoIndex.create(output, embedder.dim, spec, embedder.mode, embedder.encoder_info, roots)
+    rec = BatchRecorder(Path(output) / "failures.jsonl", unit="videos", key="video", strict=strict)
+    rec.ignore(ignored or [])
+    rec.total = len(items)
     done = idx.done()
     todo = [it for it in items if str(it.path) not in done]
-    failed: list[dict[str, str]] = []
+    rec.skipped = len(items) - len(todo)
     bar = _progress(len(todo), progress)
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
         try:
             vecs, rows = embedder.embed(batch)
-        except EmovidError:
-            if strict:
-                raise
+        except Exception:
             vecs_l, rows_l = [], []
             for it in batch:  # find the bad video(s) of the batch, keep the rest
-                try:
+                with rec.guard(it.path):
                     v, r = embedder.embed([it])
                     vecs_l.append(v)
                     rows_l += r
-                except EmovidError as e:
-                    failed.append({"video": str(it.path), "error": e.message})
             if not rows_l:
                 bar.update(len(batch))
                 continue
             vecs, rows = np.concatenate(vecs_l), rows_l
-        idx.append(vecs, rows)
+        keep = []
+        for k, row in enumerate(rows):
+            with rec.guard(row["path"]):
+                rec.damaged(row["path"], row.get("damaged"))
+                keep.append(k)
+        if keep:
+            idx.append(vecs[keep], [rows[k] for k in keep])
+            rec.success(len(keep))
         bar.update(len(batch))
     bar.close()
+    if len(idx) == 0:
+        first = f": {rec.error_lines(1)[0]}" if rec.failures else ""
+        raise EmovidError(
+            f"none of the {len(items)} videos could be embedded, nothing to index (failures: "
+            f"{display_path(rec.failures_path)}){first}",
+            roots[0] if roots else None,
+        )
     idx.finalize(spec)
-    if failed:
-        from emovid.utils.io import append_jsonl
-
-        for f in failed:
-            append_jsonl(Path(output) / "failures.jsonl", f)
     return {
-        "added": len(todo) - len(failed),
-        "skipped_existing": len(items) - len(todo),
-        "failed": failed,
+        **rec.to_dict(),
+        "added": rec.done,
+        "skipped_existing": rec.skipped,
         "count": len(idx),
         "mode": embedder.mode,
+        "recorder": rec,
     }
 
 

@@ -35,7 +35,8 @@ def evaluate_checkpoint(
     """Metrics of ``checkpoint`` on ``data`` (all its captions) or, by default, on its own validation split.
 
     Returns:
-        ``metrics`` (t2v/v2t R@1/5/10, medr, meanr; ``*_noemo`` without the emotion term), ``emotion_shift``
+        ``metrics`` (t2v/v2t R@1/5/10, medr, meanr, ties ranked pessimistically by
+        :func:`~emovid.tasks.retrieval.retrieval_ranks`; ``*_noemo`` without the emotion term), ``emotion_shift``
         (:func:`~emovid.retrieval.search.emotion_ranking_shift` of ``query`` over the evaluated videos) and counts.
     """
     from emovid.data.datasets import ClipLoader

@@ -89,9 +89,12 @@ class MiniLMEncoder:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
+        from emovid.utils.quiet import quiet_transformers
+
         path = minilm_dir()
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-        self.model = AutoModel.from_pretrained(str(path)).eval().to(device)
+        with quiet_transformers():
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+            self.model = AutoModel.from_pretrained(str(path)).eval().to(device)
         self.device = device
         self.max_length = max_length
         self._torch = torch

@@ -11,12 +11,14 @@ holding ``{"emb": Tensor[30, D], "length": n}``, zero rows for missing faces), g
   divergence, top-1 agreement of the predicted and labelled strongest class. The CSV's ``split`` column
   (train/dev/test) is used when present.
 * ``personality``: labels from an FIV2 annotation pickle (OCEAN kept); loss: MSE on sigmoid outputs; metrics:
-  MSE, MAE, mean accuracy ``1 - MAE`` (the challenge's score) and CCC per trait. Videos are split by their
+  MSE, MAE, mean accuracy ``1 - MAE`` (the challenge's score) and CCC averaged over the traits (a constant
+  prediction of a trait scores 0 for it). Videos are split by their
   source YouTube video, so clips of one person never sit on both sides.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,10 @@ import torch.nn.functional as F
 
 from emovid.errors import ConfigError, EmovidError
 from emovid.losses import balanced_kl_div, inverse_frequency_weights
+from emovid.models.hub import load_checkpoint
 from emovid.tasks.base import Task, TaskModel, register_task, split_records
+
+log = logging.getLogger(__name__)
 
 
 class EmbeddingLoader:
@@ -45,7 +50,7 @@ class EmbeddingLoader:
         p = self.path(record.video_id)
         if p is None:
             raise EmovidError(f"no embedding file for video {record.video_id!r}; run `emovid faces embed`", self.root)
-        d = torch.load(p, map_location="cpu", weights_only=True)
+        d = load_checkpoint(p)
         emb = d["emb"] if isinstance(d, dict) else d
         return emb.float(), None
 
@@ -91,7 +96,7 @@ class _EmbeddingTask(Task):
             first = next((loader.path(r.video_id) for r in self.train_records if loader.path(r.video_id)), None)
             if first is None:
                 raise ConfigError(f"{self._root()}: no embedding files for the training videos")
-            dim = int(torch.load(first, weights_only=True)["emb"].shape[-1])
+            dim = int(load_checkpoint(first)["emb"].shape[-1])
             self.cfg.model_args["dim"] = dim
             self._record_recipe(self._root())
         self.cfg.model = "embeddings"
@@ -115,6 +120,63 @@ class _EmbeddingTask(Task):
         return TaskModel(backbone, self.build_head(int(backbone.num_features)))
 
 
+def official_split(records: list) -> tuple[list, list, list] | None:
+    """``(train, dev, test)`` from a MOSEI CSV's ``split`` column, or ``None`` when it has no train/dev split."""
+    splits = {r.split for r in records}
+    if not ({"train", "dev"} <= splits or {"train", "val"} <= splits):
+        return None
+    return (
+        [r for r in records if r.split == "train"],
+        [r for r in records if r.split in ("dev", "val", "valid")],
+        [r for r in records if r.split == "test"],
+    )
+
+
+def _run_config(folder: str | Path):
+    """The ``train_config.yaml`` of a trained run, or ``None`` when the folder has none."""
+    from emovid.config import TrainConfig
+    from emovid.train import TRAIN_CONFIG
+
+    path = Path(folder) / TRAIN_CONFIG
+    return TrainConfig.from_yaml(path) if path.is_file() else None
+
+
+def _fitted_keys(head_cfg, task_cls, key) -> set[str] | None:
+    """Keys of the records a trained head was fitted on: its own run's split of its own labels, re-drawn.
+
+    ``None`` when that cannot be known (no config, or its label file is gone).
+    """
+    if head_cfg is None or not head_cfg.data or not Path(head_cfg.data).exists():
+        return None
+    head = task_cls(head_cfg)
+    try:
+        head.load()
+    except EmovidError as e:
+        log.warning("fusion: cannot re-read the labels the %s head was trained on (%s)", head_cfg.task, e)
+        return None
+    return {str(key(r)) for r in head.train_records}
+
+
+def _withhold_fitted(train: list, held: list[list], fitted: set[str] | None, key, what: str) -> list:
+    """Move held-out records (validation, test) that a frozen head was fitted on into ``train``, in place."""
+    if not fitted:
+        return train
+    moved = 0
+    for part in held:
+        keep = [r for r in part if str(key(r)) not in fitted]
+        moved += len(part) - len(keep)
+        train = train + [r for r in part if str(key(r)) in fitted]
+        part[:] = keep
+    if moved:
+        log.warning(
+            "fusion: %d held-out %s videos were in the frozen head's training set; they train the fusion model "
+            "instead, so validation and test stay unseen by every part of it",
+            moved,
+            what,
+        )
+    return train
+
+
 @register_task
 class EmotionDistTask(_EmbeddingTask):
     name = "emotion_dist"
@@ -128,11 +190,9 @@ class EmotionDistTask(_EmbeddingTask):
         if not self.cfg.data:
             raise ConfigError("emotion_dist: give the MOSEI labels with --data FILE.csv")
         records = read_mosei_csv(self.cfg.data, self.cfg.video_root)
-        splits = {r.split for r in records}
-        if {"train", "dev"} <= splits or {"train", "val"} <= splits:
-            self.train_records = [r for r in records if r.split == "train"]
-            self.val_records = [r for r in records if r.split in ("dev", "val", "valid")]
-            self.test_records = [r for r in records if r.split == "test"]
+        official = official_split(records)
+        if official is not None:
+            self.train_records, self.val_records, self.test_records = official
         else:
             self.train_records, self.val_records = split_records(records, self.cfg)
             self.test_records = []
@@ -197,7 +257,9 @@ class PersonalityTask(_EmbeddingTask):
         out = {"mse": float(((p - t) ** 2).mean()), "mae": mae, "mean_acc": 1.0 - mae}
         if len(p) > 2:
             c = concordance_corrcoef(torch.as_tensor(p).double(), torch.as_tensor(t).double())
-            out["ccc"] = float(torch.nanmean(c))
+            # torchmetrics gives NaN for a constant column; Lin's CCC is 0 there (no covariance), and a NaN
+            # left out of the mean would let a predictor constant on 4 of 5 traits report its one good trait.
+            out["ccc"] = float(torch.nan_to_num(c, nan=0.0).mean())
         return out
 
 
@@ -209,6 +271,12 @@ class FusionTask(_EmbeddingTask):
     of both (searched recursively by video id); ``--emotion-checkpoint`` and ``--personality-checkpoint`` are the
     trained ``emotion_dist`` and ``personality`` runs, frozen inside the fusion model. Each video contributes the
     loss of the labels it has (balanced KL for emotions, MSE for traits).
+
+    Splits: validation must be unseen by every part of the model, the frozen heads included. MOSEI rows follow the
+    CSV's official ``split`` column when it has one (train / dev for validation / test, scored at the end into
+    ``test_metrics.json``), as ``emotion_dist`` does; otherwise, and for FIV2, the split is the one each head's
+    own run drew (its recorded ``val_fraction`` and ``split_seed``). A held-out video that a head was trained on
+    all the same (its run's labels are re-read to check) moves to fusion training, with a warning.
     """
 
     name = "fusion"
@@ -225,9 +293,20 @@ class FusionTask(_EmbeddingTask):
             raise ConfigError("fusion: give the trained heads with --emotion-checkpoint and --personality-checkpoint")
         mosei = read_mosei_csv(self.cfg.data, self.cfg.video_root)
         fiv2 = read_fiv2(self.cfg.data2, video_dirs=[])
-        tr_m, va_m = split_records(mosei, self.cfg)
-        tr_f, va_f = split_records(fiv2, self.cfg, key=lambda r: r.youtube_id)
-        self.train_records, self.val_records, self.test_records = tr_m + tr_f, va_m + va_f, []
+        emo_cfg = _run_config(self.cfg.emotion_checkpoint)
+        per_cfg = _run_config(self.cfg.personality_checkpoint)
+        official = official_split(mosei)
+        if official is not None:
+            tr_m, va_m, te_m = official
+        else:  # the emotion head's own split (its val_fraction / split_seed), not a fresh one
+            tr_m, va_m = split_records(mosei, emo_cfg or self.cfg)
+            te_m = []
+        person = lambda r: r.youtube_id  # noqa: E731  (clips of one person stay on one side)
+        tr_f, va_f = split_records(fiv2, per_cfg or self.cfg, key=person)
+        vid = lambda r: r.video_id  # noqa: E731
+        tr_m = _withhold_fitted(tr_m, [va_m, te_m], _fitted_keys(emo_cfg, EmotionDistTask, vid), vid, "MOSEI")
+        tr_f = _withhold_fitted(tr_f, [va_f], _fitted_keys(per_cfg, PersonalityTask, person), person, "FIV2")
+        self.train_records, self.val_records, self.test_records = tr_m + tr_f, va_m + va_f, te_m
         t = torch.tensor([r.distribution for r in tr_m]) if tr_m else None
         self.class_weights = inverse_frequency_weights(t) if t is not None else None
 

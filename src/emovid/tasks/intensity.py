@@ -23,9 +23,9 @@ import torch.nn as nn
 from torchmetrics.functional import spearman_corrcoef
 
 from emovid.data.datasets import PairDataset
-from emovid.data.pairs import PairSampler, all_pairs
+from emovid.data.pairs import PairSampler, all_pairs, pair_targets_array
 from emovid.errors import ConfigError
-from emovid.losses import pair_targets, pairwise_accuracy, ranknet_loss
+from emovid.losses import pairwise_accuracy, ranknet_loss
 from emovid.tasks.base import Task, TaskModel, register_task, split_records
 
 
@@ -105,12 +105,24 @@ class IntensityTask(Task):
         )
         return PairDataset(base, sampler.pairs)
 
+    def batch_pairs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every pair ``i < j`` of a batch of videos: indices into the batch and their RankNet targets.
+
+        The targets come from the records' scores as read (float64), by the rule the pair sampler and validation
+        use (:func:`~emovid.data.pairs.pair_targets_array`): the batch's float32 copies would round 1.1 - 1.0 to
+        just above 0.1 and train a ``--tie-tol 0.1`` tie as decided.
+        """
+        idx = torch.as_tensor(batch["meta"]["index"]).cpu().tolist()
+        y = np.array([float(self.train_records[i].intensity) for i in idx])
+        a, b = torch.triu_indices(len(y), len(y), offset=1)
+        t = torch.from_numpy(pair_targets_array(y[a.numpy()], y[b.numpy()], self.cfg.tie_tol)).float()
+        return a, b, t
+
     def training_loss(self, model: IntensityScorer, batch: dict, cached: bool) -> torch.Tensor:
         if "video" in batch:  # in-batch pairs: every i < j
             s, _ = model.score(batch["video"], cached)
-            y = batch["targets"]["intensity"]
-            a, b = torch.triu_indices(len(y), len(y), offset=1)
-            return ranknet_loss(s[a], s[b], pair_targets(y[a], y[b], self.cfg.tie_tol))
+            a, b, t = self.batch_pairs(batch)
+            return ranknet_loss(s[a.to(s.device)], s[b.to(s.device)], t.to(s.device))
         n = len(batch["target"])
         s, _ = model.score(torch.cat([batch["video_a"], batch["video_b"]]), cached)
         return ranknet_loss(s[:n], s[n:], batch["target"])
@@ -134,6 +146,7 @@ class IntensityTask(Task):
             out["norm_pair_acc"] = float(pairwise_accuracy(norm[a], norm[b], t))
         if len(recs) > 2 and np.ptp(y) > 0:
             yt = torch.as_tensor(y)
-            out["spearman_norm"] = float(spearman_corrcoef(norm, yt))
-            out["spearman_score"] = float(spearman_corrcoef(s, yt))
+            # constant scores (a collapsed model) have no rank correlation: 0, not a NaN the logger would drop
+            out["spearman_norm"] = float(torch.nan_to_num(spearman_corrcoef(norm, yt), nan=0.0))
+            out["spearman_score"] = float(torch.nan_to_num(spearman_corrcoef(s, yt), nan=0.0))
         return out

@@ -7,11 +7,15 @@ carry no emotions, so the emotion term is zero). One sample per caption; the spl
 Model: the backbone (default ``clip_vip_base_patch32``) embeds the clip; the head
 (:class:`~emovid.retrieval.model.RetrievalHead`) holds the CLIP text transformer with the seed's emotion embedding
 (:class:`~emovid.retrieval.model.EmotionTextEncoder`) and the learnable temperature. Loss: symmetric InfoNCE
-(:func:`emovid.losses.info_nce`) between the L2-normalised video and caption embeddings of a batch.
+(:func:`emovid.losses.info_nce`) between the L2-normalised video and caption embeddings of a batch; two captions
+of one video in a batch are masked out of each other's negatives (``groups``).
 
 Validation: text→video and video→text R@1/5/10, median and mean rank over the validation videos, computed twice
 — with each caption's emotion vector and with an all-zero one (no emotion term) — reported side by side
-(``*_noemo`` keys). A video with several captions counts as retrieved (v2t) at its best-ranked caption.
+(``*_noemo`` keys). A video with several captions counts as retrieved (v2t) at its best-ranked caption. Ties are
+broken pessimistically (:func:`retrieval_ranks`): a gallery item scoring the same as the positive ranks ahead
+of it, so a collapsed model (all similarities equal) scores R@1 = 0 and median rank = gallery size, not a perfect
+rsum.
 
 Task options (``extra:`` in a ``--config`` recipe):
 
@@ -45,15 +49,20 @@ log = logging.getLogger(__name__)
 
 
 def retrieval_ranks(sim: np.ndarray, positives: list[np.ndarray] | np.ndarray) -> np.ndarray:
-    """1-based rank of the best positive for each query row of ``sim`` ``[Q, G]``.
+    """1-based rank of the best positive for each query row of ``sim`` ``[Q, G]``, ties counted against it.
 
-    ``positives[q]`` holds the gallery column(s) that are correct for query ``q``; the rank is ``1 +`` the number of
-    gallery items scoring strictly higher than the best-scoring positive.
+    ``positives[q]`` holds the gallery column(s) that are correct for query ``q``. Ties are broken pessimistically:
+    the rank is ``1 +`` the number of *other* (non-positive) gallery items scoring at least as high as the
+    best-scoring positive, i.e. the worst position the first positive can take among the orderings the scores
+    allow. A collapsed model whose similarities are all equal thus ranks every query last, not first.
     """
     ranks = np.empty(len(sim), np.int64)
     for q in range(len(sim)):
-        best = np.max(sim[q, np.atleast_1d(positives[q])])
-        ranks[q] = 1 + int(np.sum(sim[q] > best))
+        row = sim[q]
+        pos = np.zeros(row.shape[0], bool)
+        pos[np.atleast_1d(positives[q])] = True
+        best = np.max(row[pos])
+        ranks[q] = 1 + int(np.sum((row >= best) & ~pos))
     return ranks
 
 
@@ -138,14 +147,15 @@ class RetrievalTask(Task):
     # ---- data ---------------------------------------------------------------------------------------------------
 
     def load(self) -> None:
-        from emovid.data.readers.captions import read_emotion_captions, read_msrvtt_captions
+        from emovid.data.readers.captions import captions_format, read_emotion_captions, read_msrvtt_captions
 
         if not self.cfg.data:
             raise ConfigError("retrieval: give the caption file with --data FILE (seed 002 JSON or MSR-VTT csv/json)")
         path = Path(self.cfg.data)
         if not path.exists():
             raise ConfigError(f"{path}: no such caption file")
-        if path.suffix.lower() == ".json" and path.read_text(encoding="utf-8", errors="replace").lstrip()[:1] == "[":
+        # The same BOM-aware sniffing as the readers (and data check); it also refuses FIFOs before opening them.
+        if captions_format(path) == "emotion":
             records = read_emotion_captions(path, self.cfg.video_root)
         else:
             records = read_msrvtt_captions(path, self.cfg.video_root)
@@ -245,7 +255,9 @@ class RetrievalTask(Task):
 
     def training_loss(self, model, batch, cached):
         v, t = self._embed(model, batch, cached)
-        return info_nce(v, t, model.head.scale())
+        # Two captions of one video in a batch are not each other's negatives: masked in the loss.
+        _, groups = np.unique(np.asarray(batch["meta"]["video_id"]), return_inverse=True)
+        return info_nce(v, t, model.head.scale(), groups=torch.from_numpy(groups.reshape(-1)))
 
     def predict(self, model, batch, cached):
         v, t = self._embed(model, batch, cached)

@@ -3,22 +3,36 @@
 Labels: a SEWA-style CSV ``video,time,valence,arousal``. With a backbone that gives per-frame features
 (``resnet18_3dstem_gru``: 3D-conv stem + ResNet-18 + GRU) the task is sequence regression: each sampled frame
 gets the labels interpolated at its time. Other backbones regress the clip's mean valence/arousal.
-``--clip-length`` sets the training clip in seconds (VAERR's ``--clip_length``), sampled at the model's
-frame stride. Losses (``--loss``, VAERR's ``--loss_type``): ``mse``, ``ccc`` (1 − CCC), ``mse+ccc``, or ``bins``
-(cross entropy over ``--va-bins`` equal bins of [-1, 1], decoded as the expected value). Metric: CCC per
-dimension over all validation frames (torchmetrics), and their mean.
+``--clip-length`` sets the clip in seconds (VAERR's ``--clip_length``), sampled at the model's frame stride;
+each video gets that duration at its own frame rate, so one batch may mix clip lengths (padded, and the padding
+masked out of loss and metrics). Losses (``--loss``, VAERR's ``--loss_type``): ``mse``, ``ccc`` (1 − CCC),
+``mse+ccc``, or ``bins`` (cross entropy over ``--va-bins`` equal bins of [-1, 1], decoded as the expected value).
+
+Metric: CCC per dimension over all frames of all validation videos (torchmetrics), and their mean, as SEWA/AVEC
+score it. Validation slides clips over each whole video (:func:`~emovid.video.sampling.covering_clips`: the
+last one aligned to the end) and scores every frame exactly once; ``frames`` reports how many. A clip-level
+backbone's prediction stands for each frame of its clip. An explicit ``--eval-sampler`` (or ``--cache-features``,
+whose cache holds one clip per video) scores only the frames of that clip.
 """
 
 from __future__ import annotations
+
+import functools
+import inspect
+import logging
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from emovid.data.datasets import ClipDataset, ClipLoader, WindowDataset, collate_pad_time
 from emovid.errors import ConfigError
 from emovid.losses import binned_cross_entropy, ccc_loss, expected_value
 from emovid.tasks.base import Task, register_task, split_records
+from emovid.video.sampling import covering_clips, frames_for_seconds
+
+log = logging.getLogger(__name__)
 
 
 class VAHead(nn.Module):
@@ -34,6 +48,13 @@ class VAHead(nn.Module):
         if self.bins:
             return y.unflatten(-1, (2, self.bins))
         return torch.tanh(y)
+
+
+def _takes_lengths(fn) -> bool:
+    try:
+        return "lengths" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 @register_task
@@ -57,19 +78,59 @@ class ValenceArousalTask(Task):
         v, a = record.at(frame_times)
         return {"va": torch.tensor(np.stack([v, a], -1), dtype=torch.float32)}  # [T, 2]
 
+    # ---- data ---------------------------------------------------------------------------------------------------
+
+    def train_dataset(self, loader, epoch):
+        ds = super().train_dataset(loader, epoch)
+        # cached features are [T, D]; clips [C, T, H, W]
+        ds.collate_fn = functools.partial(collate_pad_time, time_dim=1 if isinstance(loader, ClipLoader) else 0)
+        return ds
+
+    def val_dataset(self, loader):
+        if not isinstance(loader, ClipLoader) or self.cfg.eval_sampler:
+            if not isinstance(loader, ClipLoader):
+                log.warning("valence_arousal: the feature cache holds one clip per video; only its frames are scored")
+            ds = ClipDataset(self.val_records, loader, self.targets, seed=self.cfg.seed, epoch=0)
+            ds.collate_fn = functools.partial(collate_pad_time, time_dim=1 if isinstance(loader, ClipLoader) else 0)
+            return ds
+        sampler = loader.sampler
+
+        def windows(num_frames: int, frame_times: np.ndarray):
+            return covering_clips(num_frames, sampler.clip_frames(frame_times), sampler.stride)
+
+        ds = WindowDataset(self.val_records, loader, self.targets, windows)
+        # One padded length for the whole set: per-batch outputs are concatenated (and gathered across ranks).
+        ds.collate_fn = functools.partial(collate_pad_time, length=ds.max_len, time_dim=1)
+        return ds
+
+    # ---- model and steps ----------------------------------------------------------------------------------------
+
     def build_head(self, num_features: int) -> nn.Module:
         return VAHead(num_features, self.cfg.va_bins if self.loss_name == "bins" else 0)
 
-    def _outputs(self, model, batch, cached):
-        y = model(batch["video"], cached)  # [B, T, 2(, bins)] or [B, 2(, bins)]
-        target = batch["targets"]["va"]  # [B, T, 2]
+    def _forward(self, model, batch, cached) -> tuple[torch.Tensor, bool, torch.Tensor]:
+        """Model output ``[B, T, 2(, bins)]`` or ``[B, 2(, bins)]``, whether it is per frame, and the ``[B, T]``
+        mask of real (not padded) frames."""
+        x = batch["video"]
+        target = batch["targets"]["va"]
+        valid = batch["meta"].get("valid")
+        valid = torch.ones(target.shape[:2], dtype=torch.bool, device=target.device) if valid is None else valid.bool()
+        fe = model.feature_extractor
+        if not cached and model.sequence and not bool(valid.all()) and _takes_lengths(fe.forward_sequence):
+            y = model.head(fe.forward_sequence(x, valid.sum(1).cpu()))  # padding kept out of the recurrence
+        else:
+            y = model(x, cached)
         per_frame = y.ndim == (4 if self.loss_name == "bins" else 3)
-        if not per_frame:
-            target = target.mean(1)
-        return y, target
+        return y, per_frame, valid
 
     def training_loss(self, model, batch, cached):
-        y, t = self._outputs(model, batch, cached)
+        y, per_frame, valid = self._forward(model, batch, cached)
+        t = batch["targets"]["va"]
+        if per_frame:
+            y, t = y[valid], t[valid]  # [N frames, 2(, bins)]
+        else:
+            w = valid.to(t.dtype)[..., None]
+            t = (t * w).sum(1) / w.sum(1).clamp_min(1)  # the clip's mean over its real frames
         if self.loss_name == "bins":
             return binned_cross_entropy(y, t)
         flat_y, flat_t = y.reshape(-1, 2), t.reshape(-1, 2)
@@ -80,26 +141,37 @@ class ValenceArousalTask(Task):
         return F.mse_loss(flat_y, flat_t) + ccc_loss(flat_y, flat_t)
 
     def predict(self, model, batch, cached):
-        y, t = self._outputs(model, batch, cached)
+        y, per_frame, valid = self._forward(model, batch, cached)
         if self.loss_name == "bins":
             y = expected_value(y)
-        return {"index": batch["meta"]["index"], "pred": y, "target": t}
+        t = batch["targets"]["va"]
+        if not per_frame:  # a clip-level prediction stands for every frame of its clip
+            y = y[:, None, :].expand_as(t)
+        meta = batch["meta"]
+        keep = meta["keep"].bool() & valid if "keep" in meta else valid
+        return {"index": meta["index"], "pred": y, "target": t, "keep": keep.float()}
 
     def compute_metrics(self, outputs):
         from torchmetrics.functional import concordance_corrcoef
 
         p = torch.as_tensor(outputs["pred"]).reshape(-1, 2).double()
         t = torch.as_tensor(outputs["target"]).reshape(-1, 2).double()
-        c = concordance_corrcoef(p, t)
+        if "keep" in outputs:  # scored frames only: no padding, no frame twice
+            keep = torch.as_tensor(outputs["keep"]).reshape(-1) > 0.5
+            p, t = p[keep], t[keep]
+        # A constant prediction of a dimension has CCC 0 (Lin), where torchmetrics gives NaN: ccc_mean, the monitored
+        # metric, would then be NaN and dropped by the logger.
+        c = torch.nan_to_num(torch.atleast_1d(concordance_corrcoef(p, t)), nan=0.0)
         return {
             "ccc_valence": float(c[0]),
             "ccc_arousal": float(c[1]),
             "ccc_mean": float(c.mean()),
             "mse": float(F.mse_loss(p, t)),
+            "frames": float(len(p)),
         }
 
     def clip_frames(self, fps: float, stride: int) -> int | None:
-        """Frames per training clip for ``--clip-length`` seconds at ``fps`` with ``stride``."""
+        """Frames per clip for ``--clip-length`` seconds at ``fps`` with ``stride`` (each video's own fps)."""
         if not self.cfg.clip_length:
             return None
-        return max(2, int(round(self.cfg.clip_length * fps / stride)))
+        return frames_for_seconds(self.cfg.clip_length, fps, stride)

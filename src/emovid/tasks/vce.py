@@ -31,14 +31,18 @@ def top3_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
 
 
 def mean_pearson(pred: np.ndarray, target: np.ndarray) -> float:
-    """Pearson correlation per emotion (torchmetrics), averaged over emotions whose labels vary."""
+    """Pearson correlation per emotion (torchmetrics), averaged over emotions whose labels vary.
+
+    An emotion predicted as a constant scores 0 (no linear relation), not NaN: leaving it out of the mean would
+    reward a model that gave up on it.
+    """
     from torchmetrics.functional import pearson_corrcoef
 
     keep = target.std(0) > 0
     if keep.sum() == 0 or len(pred) < 3:
         return float("nan")
     r = pearson_corrcoef(torch.as_tensor(pred[:, keep]), torch.as_tensor(target[:, keep]))
-    return float(torch.nanmean(torch.atleast_1d(r)))
+    return float(torch.nan_to_num(torch.atleast_1d(r), nan=0.0).mean())
 
 
 @register_task

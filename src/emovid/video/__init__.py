@@ -1,6 +1,14 @@
 """Video I/O: probing, streaming decode, clip sampling and clip transforms."""
 
-from emovid.video.decode import VIDEO_EXTENSIONS, VideoInfo, VideoReader, is_video_path, probe, read_frames
+from emovid.video.decode import (
+    VIDEO_EXTENSIONS,
+    VideoInfo,
+    VideoReader,
+    damage_message,
+    is_video_path,
+    probe,
+    read_frames,
+)
 from emovid.video.encode import write_video
 from emovid.video.sampling import (
     ClipSampler,
@@ -19,6 +27,7 @@ __all__ = [
     "VideoInfo",
     "VideoReader",
     "center_clip_indices",
+    "damage_message",
     "indices_at_rate",
     "is_video_path",
     "parse_sampler",

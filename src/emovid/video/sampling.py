@@ -6,6 +6,7 @@ to keyframes so sparse choices stay cheap.
 * :func:`uniform_indices` — N frames spread over the whole video (the centre of N equal segments).
 * :func:`random_clip_indices` — a random clip of T frames at stride s (training).
 * :func:`sliding_window_indices` — windows of T frames every h frames (inference over long videos).
+* :func:`covering_clips` — clips that show every frame exactly once (sequence-level evaluation).
 * :func:`indices_at_rate` — the frame showing at each tick of a fixed rate (e.g. 5 fps analysis).
 
 :func:`parse_sampler` turns a short spec (``uniform:16``, ``random:16x4``, ``sliding:16:8``, ``rate:5``) into a
@@ -79,6 +80,50 @@ def sliding_window_indices(
     return [_clip(s, clip_len, stride, num_frames) for s in starts]
 
 
+def covering_clips(num_frames: int, clip_len: int, stride: int = 1) -> list[tuple[list[int], list[bool]]]:
+    """Clips that together show every frame of the video exactly once: ``[(indices, keep), ...]``.
+
+    Blocks of ``clip_len * stride`` frames follow each other; inside a block, ``stride`` clips at offsets
+    ``0 .. stride - 1`` take every ``stride``-th frame, so each clip keeps the model's frame step. When the blocks
+    stop short of the end, one more block is aligned to the video's end. ``keep[j]`` says whether frame
+    ``indices[j]`` is scored by this clip: false for frames an earlier clip already covered (the end-aligned
+    block's overlap, the last frame repeated to fill a clip longer than the video). Sequence-level metrics
+    (e.g. CCC over all frames of valence/arousal videos) are then computed on every frame once.
+    """
+    if num_frames <= 0:
+        return []
+    if clip_len <= 0 or stride <= 0:
+        raise ConfigError("clip length and stride must be positive")
+    block = clip_len * stride
+    starts = list(range(0, max(num_frames - block, 0) + 1, block))
+    if starts[-1] + block < num_frames:
+        starts.append(num_frames - block)
+    seen = np.zeros(num_frames, bool)
+    out = []
+    for b in starts:
+        for p in range(stride):
+            idx = _clip(b + p, clip_len, stride, num_frames)
+            keep = []
+            for i in idx:
+                keep.append(not seen[i])
+                seen[i] = True
+            if any(keep):
+                out.append((idx, keep))
+    return out
+
+
+def frames_for_seconds(seconds: float, fps: float, stride: int = 1) -> int:
+    """Frames of a clip lasting ``seconds`` at ``fps`` taken every ``stride`` frames (at least 2)."""
+    return max(2, int(round(seconds * fps / stride)))
+
+
+def mean_fps(frame_times: np.ndarray) -> float:
+    """Frames per second from frame timestamps (:func:`emovid.video.probe`'s rule); 0 when fewer than 2 frames."""
+    t = np.asarray(frame_times, np.float64)
+    span = float(t[-1] - t[0]) if len(t) > 1 else 0.0
+    return (len(t) - 1) / span if span > 0 else 0.0
+
+
 def sample_times(duration: float, fps: float) -> np.ndarray:
     """Sample times ``0, 1/fps, 2/fps, ...`` strictly before ``duration``."""
     if fps <= 0:
@@ -121,6 +166,8 @@ class ClipSampler:
         stride: frame step inside a clip.
         hop: frame step between sliding windows.
         fps: sampling rate for ``rate``.
+        seconds: clips (``random``, ``center``, ``sliding``) of this duration instead of ``num_frames``: each video
+            gets :func:`frames_for_seconds` at its own frame rate (``num_frames`` when it has a single frame).
     """
 
     kind: str = "uniform"
@@ -128,18 +175,27 @@ class ClipSampler:
     stride: int = 1
     hop: int = 8
     fps: float = 5.0
+    seconds: float | None = None
+
+    def clip_frames(self, frame_times: np.ndarray | None = None) -> int:
+        """Frames per clip for a video with these frame times (``num_frames`` unless ``seconds`` is set)."""
+        if self.seconds is None or frame_times is None:
+            return self.num_frames
+        fps = mean_fps(frame_times)
+        return frames_for_seconds(self.seconds, fps, self.stride) if fps > 0 else self.num_frames
 
     def __call__(
         self, num_frames: int, frame_times: np.ndarray | None = None, rng: np.random.Generator | int | None = None
     ) -> list[list[int]]:
         if self.kind == "uniform":
             return [uniform_indices(num_frames, self.num_frames)]
+        n = self.clip_frames(frame_times)
         if self.kind == "random":
-            return [random_clip_indices(num_frames, self.num_frames, self.stride, rng)]
+            return [random_clip_indices(num_frames, n, self.stride, rng)]
         if self.kind == "center":
-            return [center_clip_indices(num_frames, self.num_frames, self.stride)]
+            return [center_clip_indices(num_frames, n, self.stride)]
         if self.kind == "sliding":
-            return sliding_window_indices(num_frames, self.num_frames, self.hop, self.stride)
+            return sliding_window_indices(num_frames, n, self.hop, self.stride)
         if self.kind == "rate":
             if frame_times is None:
                 raise ConfigError("the 'rate' sampler needs the video's frame times")
@@ -147,17 +203,32 @@ class ClipSampler:
         raise ConfigError(f"unknown sampler kind {self.kind!r}")
 
     def __str__(self) -> str:
+        clip = f"{self.seconds:g}s" if self.seconds is not None else str(self.num_frames)
         return {
             "uniform": f"uniform:{self.num_frames}",
-            "random": f"random:{self.num_frames}x{self.stride}",
-            "center": f"center:{self.num_frames}x{self.stride}",
-            "sliding": f"sliding:{self.num_frames}x{self.stride}:{self.hop}",
+            "random": f"random:{clip}x{self.stride}",
+            "center": f"center:{clip}x{self.stride}",
+            "sliding": f"sliding:{clip}x{self.stride}:{self.hop}",
             "rate": f"rate:{self.fps:g}",
         }.get(self.kind, self.kind)
 
 
+def _clip_size(t: str) -> dict:
+    """``num_frames`` from ``T``, or ``seconds`` from ``Ts`` (e.g. ``4s``: four seconds at each video's frame rate)."""
+    t = t.strip().lower()
+    if t.endswith("s"):
+        seconds = float(t[:-1])
+        if not seconds > 0:
+            raise ValueError(t)
+        return {"seconds": seconds, "num_frames": 2}  # num_frames: the fallback for single-frame videos
+    return {"num_frames": int(t)}
+
+
 def parse_sampler(spec: str) -> ClipSampler:
-    """Parse ``uniform:N`` | ``random:TxS`` | ``center:TxS`` | ``sliding:TxS:H`` (or ``sliding:T:H``) | ``rate:FPS``."""
+    """Parse ``uniform:N`` | ``random:TxS`` | ``center:TxS`` | ``sliding:TxS:H`` (or ``sliding:T:H``) | ``rate:FPS``.
+
+    ``T`` may be a duration such as ``4s``: clips of 4 seconds, in frames at each video's own frame rate.
+    """
     try:
         kind, _, rest = spec.partition(":")
         kind = kind.strip().lower()
@@ -165,11 +236,11 @@ def parse_sampler(spec: str) -> ClipSampler:
             return ClipSampler("uniform", num_frames=int(rest))
         if kind in ("random", "center"):
             t, _, s = rest.partition("x")
-            return ClipSampler(kind, num_frames=int(t), stride=int(s or 1))
+            return ClipSampler(kind, stride=int(s or 1), **_clip_size(t))
         if kind == "sliding":
             clip, _, hop = rest.partition(":")
             t, _, s = clip.partition("x")
-            return ClipSampler("sliding", num_frames=int(t), stride=int(s or 1), hop=int(hop))
+            return ClipSampler("sliding", stride=int(s or 1), hop=int(hop), **_clip_size(t))
         if kind == "rate":
             return ClipSampler("rate", fps=float(rest))
     except ValueError:

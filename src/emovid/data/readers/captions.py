@@ -15,10 +15,14 @@ The 8 Plutchik scores are kept in :data:`PLUTCHIK_EMOTIONS` order (the seed bina
 object ``{"videos": [{"video_id": ...}, ...], "sentences": [{"video_id": ..., "caption": ..., "sen_id": ...}]}``
 (as ``train_val_videodatainfo.json``; ``videos`` is optional and, when present, every sentence must name one
 of them). Videos resolve to ``VIDEO_ROOT/{video_id}.mp4``.
+
+:func:`captions_format` tells the two JSON layouts apart from the first character (a UTF-8 BOM is skipped), for
+callers that accept either (``emovid train retrieval``).
 """
 
 from __future__ import annotations
 
+import codecs
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +37,9 @@ from emovid.data.readers._common import (
     require_str,
     resolve,
     run_reader,
+    show,
 )
+from emovid.utils.paths import check_regular_file
 
 PLUTCHIK_EMOTIONS: tuple[str, ...] = ("joy", "trust", "surprise", "anticipation", "fear", "sadness", "disgust", "anger")
 SENTIMENTS: tuple[str, ...] = ("positive", "negative", "neutral")
@@ -84,6 +90,28 @@ class CaptionRecord:
         return {"caption": self.caption, "plutchik": self.plutchik, "emotion_mask": self.emotion_mask}
 
 
+def captions_format(path: str | os.PathLike) -> str:
+    """``"emotion"`` for a seed-002 JSON list (``.json`` starting with ``[``), else ``"msrvtt"``.
+
+    Reads only up to the first non-blank character, skipping a UTF-8 BOM (``utf-8-sig``) as the readers do, so
+    both routes agree on files saved by editors that add one.
+
+    Raises:
+        InputNotFoundError: no such file.
+        SpecialFileError: a folder, FIFO, device or socket (refused before opening; a FIFO would block).
+    """
+    p = check_regular_file(path, "caption file")
+    if Path(p).suffix.lower() != ".json":
+        return "msrvtt"
+    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
+    with open(p, "rb") as f:
+        while chunk := f.read(1 << 16):
+            text = decoder.decode(chunk).lstrip()
+            if text:
+                return "emotion" if text[0] == "[" else "msrvtt"
+    return "msrvtt"  # empty or blank: the reader reports it
+
+
 def read_emotion_captions(
     path: str | os.PathLike,
     video_root: str | os.PathLike | None = None,
@@ -108,6 +136,8 @@ def _read_emotion(rep: Reporter, root: Path) -> list[CaptionRecord]:
     data = read_json(rep)
     if not isinstance(data, list):
         rep.fatal(f"expected a JSON list of caption records, found {type(data).__name__}")
+    if not data:
+        rep("empty", "the list holds no caption records")
     out: list[CaptionRecord] = []
     seen: dict[tuple[str, str], int] = {}
     for i, rec in enumerate(data):
@@ -125,14 +155,14 @@ def _read_emotion(rep: Reporter, root: Path) -> list[CaptionRecord]:
         dur = parse_float(rep, rec["duration"], key_path(i, "duration"), "duration", 0.0, float("inf"))
         emo = rec["emotion"]
         if isinstance(emo, bool) or not isinstance(emo, int) or emo < 0:
-            rep("malformed", f"emotion: expected a non-negative integer, got {emo!r}", key_path(i, "emotion"))
+            rep("malformed", f"emotion: expected a non-negative integer, got {show(emo)}", key_path(i, "emotion"))
             emo = None
         sent = [parse_float(rep, rec[k], key_path(i, k), k, 0.0, float("inf")) for k in SENTIMENTS]
         plut = [parse_float(rep, rec[k], key_path(i, k), k, 0.0, float("inf")) for k in PLUTCHIK_EMOTIONS]
         if None in (video, vid, cap, dur, emo) or None in sent or None in plut:
             continue
         if (vid, cap) in seen:
-            rep("duplicate_id", f"same caption for video {vid!r} already at index {seen[vid, cap]}", where)
+            rep("duplicate_id", f"same caption for video {show(vid)} already at index {seen[vid, cap]}", where)
             continue
         seen[vid, cap] = i
         out.append(CaptionRecord(vid, resolve(root, video), cap, dur, emo, tuple(sent), tuple(plut), i))
@@ -171,7 +201,7 @@ def _read_msrvtt_csv(rep: Reporter, root: Path, ext: str) -> list[CaptionRecord]
             rep("malformed", f"{'video_id' if not vid else 'sentence'}: empty value", line)
             continue
         if (vid, cap) in seen:
-            rep("duplicate_id", f"same caption for video {vid!r} already at line {seen[vid, cap]}", line)
+            rep("duplicate_id", f"same caption for video {show(vid)} already at line {seen[vid, cap]}", line)
             continue
         seen[vid, cap] = line
         out.append(CaptionRecord(vid, root / f"{vid}{ext}", cap, index=line))
@@ -182,6 +212,8 @@ def _read_msrvtt_json(rep: Reporter, root: Path, ext: str) -> list[CaptionRecord
     data = read_json(rep)
     if not isinstance(data, dict) or not isinstance(data.get("sentences"), list):
         rep.fatal('expected a JSON object with a "sentences" list')
+    if not data["sentences"]:
+        rep("empty", "'sentences' is empty: the file holds no captions", "sentences")
     known = None
     if "videos" in data:
         if not isinstance(data["videos"], list):
@@ -207,10 +239,10 @@ def _read_msrvtt_json(rep: Reporter, root: Path, ext: str) -> list[CaptionRecord
         if vid is None or cap is None:
             continue
         if known is not None and vid not in known:
-            rep("unknown_id", f"video {vid!r} is not in 'videos'", key_path("sentences", i, "video_id"))
+            rep("unknown_id", f"video {show(vid)} is not in 'videos'", key_path("sentences", i, "video_id"))
             continue
         if (vid, cap) in seen:
-            rep("duplicate_id", f"same caption for video {vid!r} already at sentences[{seen[vid, cap]}]", where)
+            rep("duplicate_id", f"same caption for video {show(vid)} already at sentences[{seen[vid, cap]}]", where)
             continue
         seen[vid, cap] = i
         out.append(CaptionRecord(vid, root / f"{vid}{ext}", cap, index=i, sen_id=s.get("sen_id")))

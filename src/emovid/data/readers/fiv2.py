@@ -10,37 +10,101 @@ Videos ship split over 75 folders (``training80_01`` … ``training80_25``, ``va
 the dataset root finds every clip.
 
 The pickle is read with a restricted unpickler that only builds dicts, strings and numbers (including NumPy
-scalars), so a label file cannot run code.
+scalars), so a label file cannot run code. The only callables a pickle may name are :data:`_ALLOWED`:
+
+* ``int``, ``float``, ``dict`` and ``copy_reg._reconstructor`` (which can only instantiate those);
+* ``numpy.dtype`` for a numeric type code (``"f8"``, ``"<i4"``, ...) and the NumPy scalar constructor
+  (``numpy.core.multiarray.scalar``, ``numpy._core.multiarray.scalar`` in NumPy 2) for numeric dtypes: how
+  Python 2 and 3 pickle ``np.float64`` values;
+* ``_codecs.encode(text, "latin1")``: how protocol 2 pickles ``bytes`` in Python 3 (the scalar's raw bytes);
+  any other argument is refused.
 """
 
 from __future__ import annotations
 
+import copyreg
 import io
 import os
 import pickle
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from emovid.data.readers._common import Problem, Reporter, key_path, parse_float, run_reader
+from emovid.data.readers._common import Problem, Reporter, clip, key_path, parse_float, read_bytes, run_reader, show
 from emovid.errors import InputNotFoundError
+from emovid.utils.paths import check_regular_file
 
 #: OCEAN order used for targets.
 FIV2_TRAITS: tuple[str, ...] = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
 FIV2_EXTRA = ("interview",)
 FIV2_FOLDER_RE = re.compile(r"^(training|validation|test)80_\d\d$")
 _KEY_RE = re.compile(r"^(?P<yt>.+)\.(?P<clip>\d{3})\.mp4$")
-_SAFE_GLOBALS = {
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy", "dtype"),
-    ("builtins", "float"),
-    ("builtins", "int"),
-    ("builtins", "dict"),
-    ("__builtin__", "float"),
-    ("__builtin__", "int"),
-    ("copy_reg", "_reconstructor"),
+# NumPy dtype kinds a scalar may have: bool, signed/unsigned int, float, complex. Not "O" (object), "V" (void, which
+# can hold objects), "S"/"U" (no label is text) or "M"/"m".
+_NUMERIC_KINDS = "biufc"
+
+
+def _np_dtype(spec, align=False, copy=False, *rest):
+    """``numpy.dtype(spec, align, copy)`` for a short numeric type code only."""
+    import numpy as np
+
+    if not isinstance(spec, str) or len(spec) > 8 or rest:
+        raise pickle.UnpicklingError(f"refusing numpy.dtype({show(spec)}, ...)")
+    dt = np.dtype(spec, align=bool(align), copy=bool(copy))
+    if dt.kind not in _NUMERIC_KINDS:
+        raise pickle.UnpicklingError(f"refusing numpy.dtype({show(spec)}): not a numeric type")
+    return dt
+
+
+def _np_scalar(dtype, data=None, *rest):
+    """NumPy's scalar constructor (raw bytes + dtype) for numeric dtypes built by :func:`_np_dtype` only."""
+    import numpy as np
+
+    ok = (
+        isinstance(dtype, np.dtype)
+        and dtype.kind in _NUMERIC_KINDS
+        # BUILD may have set fields/subarray on the dtype: only a plain number may be made from raw bytes
+        and not dtype.hasobject
+        and dtype.fields is None
+        and dtype.subdtype is None
+        and isinstance(data, bytes | str)
+        and not rest
+    )
+    if not ok:
+        raise pickle.UnpicklingError("refusing a numpy scalar that is not a plain number")
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # NumPy < 2
+        from numpy.core.multiarray import scalar
+    # Python 2 pickles carry the bytes as a str (decoded as latin1 here); NumPy encodes it back
+    return scalar(dtype, data)
+
+
+_LATIN1_NAMES = frozenset({"latin1", "iso88591", "l1"})
+
+
+def _latin1_encode(text, encoding="utf-8", errors="strict", *rest):
+    """``_codecs.encode`` as protocol-2 pickles use it for ``bytes``: ``encode(str, "latin1")``, nothing else."""
+    if not isinstance(text, str) or rest or errors != "strict" or not isinstance(encoding, str):
+        raise pickle.UnpicklingError("refusing _codecs.encode other than encode(text, 'latin1')")
+    if encoding.lower().replace("-", "").replace("_", "") not in _LATIN1_NAMES:  # no codec lookup on pickle data
+        raise pickle.UnpicklingError(f"refusing _codecs.encode with encoding {show(encoding)}")
+    return text.encode("latin1")
+
+
+#: ``(module, name)`` a pickle may name -> what it gets instead (never an arbitrary import).
+_ALLOWED: dict[tuple[str, str], Callable] = {
+    ("builtins", "float"): float,
+    ("builtins", "int"): int,
+    ("builtins", "dict"): dict,
+    ("__builtin__", "float"): float,
+    ("__builtin__", "int"): int,
+    ("copy_reg", "_reconstructor"): copyreg._reconstructor,
+    ("numpy", "dtype"): _np_dtype,
+    ("numpy.core.multiarray", "scalar"): _np_scalar,
+    ("numpy._core.multiarray", "scalar"): _np_scalar,
+    ("_codecs", "encode"): _latin1_encode,
 }
 
 
@@ -75,17 +139,29 @@ class FIV2Record:
 
 class _SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
-        if (module, name) in _SAFE_GLOBALS:
-            if module in ("__builtin__", "copy_reg"):
-                module = {"__builtin__": "builtins", "copy_reg": "copyreg"}[module]
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        found = _ALLOWED.get((module, name))
+        if found is None:
+            raise pickle.UnpicklingError(f"refusing to load {clip(str(module), 60)}.{clip(str(name), 60)}")
+        return found
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("refusing a persistent id")
+
+
+def unpickle_annotations(data: bytes) -> object:
+    """Unpickle annotation bytes (Python 2 strings read as ``latin1``) allowing only plain data types."""
+    return _SafeUnpickler(io.BytesIO(data), encoding="latin1").load()
 
 
 def load_annotation_pickle(path: str | os.PathLike) -> object:
-    """Unpickle an official annotation file (Python 2, ``latin1``) allowing only plain data types."""
-    data = Path(path).read_bytes()
-    return _SafeUnpickler(io.BytesIO(data), encoding="latin1").load()
+    """Unpickle an official annotation file (Python 2, ``latin1``) allowing only plain data types.
+
+    Raises:
+        InputNotFoundError: no such file.
+        SpecialFileError: a folder, FIFO, device or socket (refused before opening).
+    """
+    data = Path(check_regular_file(path, "annotation file")).read_bytes()
+    return unpickle_annotations(data)
 
 
 def find_fiv2_videos(folders: Iterable[str | os.PathLike]) -> dict[str, Path]:
@@ -127,19 +203,18 @@ def read_fiv2(
 
 
 def _read(rep: Reporter, dirs: list[Path]) -> list[FIV2Record]:
-    if not Path(rep.path).exists():
-        raise InputNotFoundError(rep.path, "annotation file")
-    if Path(rep.path).stat().st_size == 0:
+    raw = read_bytes(rep, "annotation file")
+    if not raw:
         rep.fatal("file is empty")
     try:
-        data = load_annotation_pickle(rep.path)
-    except Exception as e:  # pickle raises many types on garbage input
-        rep.fatal(f"not a readable annotation pickle ({type(e).__name__}: {e})")
+        data = unpickle_annotations(raw)
+    except Exception as e:  # pickle raises many types on garbage input (MemoryError and RecursionError included)
+        rep.fatal(f"not a readable annotation pickle ({type(e).__name__}: {clip(str(e), 120)})")
     if not isinstance(data, dict):
         rep.fatal(f"expected a dict {{trait: {{clip: value}}}}, found {type(data).__name__}")
     missing = [t for t in FIV2_TRAITS if t not in data]
     if missing:
-        rep.fatal(f"missing trait(s) {', '.join(missing)}; found {', '.join(map(str, data))}")
+        rep.fatal(f"missing trait(s) {', '.join(missing)}; found {show(list(data))}")
     for t in (*FIV2_TRAITS, *FIV2_EXTRA):
         if t in data and not isinstance(data[t], dict):
             rep.fatal(f"trait {t!r} must map clip names to values, found {type(data[t]).__name__}", key_path(t))
@@ -151,10 +226,13 @@ def _read(rep: Reporter, dirs: list[Path]) -> list[FIV2Record]:
             if k not in seen:
                 seen.add(k)
                 keys.append(k)
+    if not keys:
+        rep("empty", "the pickle holds no clips")
     out: list[FIV2Record] = []
     for k in keys:
         if not isinstance(k, str) or not _KEY_RE.match(k):
-            rep("malformed", f"clip name {k!r} is not shaped VIDEOID.NNN.mp4", key_path(FIV2_TRAITS[0], str(k)))
+            where = key_path(FIV2_TRAITS[0], k if isinstance(k, str) else show(k))
+            rep("malformed", f"clip name {show(k)} is not shaped VIDEOID.NNN.mp4", where)
             continue
         absent = [t for t in FIV2_TRAITS if k not in data[t]]
         if absent:

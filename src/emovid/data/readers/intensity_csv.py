@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from emovid.data.readers._common import Problem, Reporter, iter_csv, parse_float, resolve, run_reader
+from emovid.data.readers._common import Problem, Reporter, iter_csv, parse_float, resolve, run_reader, show
 
 COLUMNS = ("video_path", "intensity_score")
 
@@ -68,7 +68,7 @@ def _read(rep: Reporter, root: Path) -> list[IntensityRecord]:
         if score is None:
             continue
         if vid in seen:
-            rep("duplicate_id", f"video {vid!r} already listed at line {seen[vid]}", line)
+            rep("duplicate_id", f"video {show(vid)} already listed at line {seen[vid]}", line)
             continue
         seen[vid] = line
         out.append(IntensityRecord(vid, resolve(root, vid), score, line))

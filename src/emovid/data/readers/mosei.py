@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from emovid.data.readers._common import Problem, Reporter, iter_csv, parse_float, run_reader
+from emovid.data.readers._common import Problem, Reporter, iter_csv, parse_float, run_reader, show
 
 MOSEI_EMOTIONS: tuple[str, ...] = ("happy", "sad", "anger", "surprise", "disgust", "fear")
 MOSEI_CLASSES: tuple[str, ...] = (*MOSEI_EMOTIONS, "neutral")
@@ -117,7 +117,7 @@ def _read(rep: Reporter, root: Path, split: str | None, ext: str) -> list[MoseiR
             continue
         row_split = row.get("split") or None
         if vid in seen:
-            rep("duplicate_id", f"video {vid!r} already listed at line {seen[vid]}", line)
+            rep("duplicate_id", f"video {show(vid)} already listed at line {seen[vid]}", line)
             continue
         seen[vid] = line
         if split is not None and row_split != split:

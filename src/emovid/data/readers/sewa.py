@@ -7,6 +7,9 @@ CSV, one row per annotated frame or timestamp::
 ``time`` is in seconds (≥ 0), ``valence`` and ``arousal`` in [-1, 1]. Rows may come in any order; each
 record holds one video's samples sorted by time. ``video`` is an id (``VIDEO_ROOT/{video}.mp4``) or a file
 name with a video extension (``VIDEO_ROOT/{video}``).
+
+A time earlier than the previous row of the same video is reported once per video as an ``unordered`` warning
+(often two recordings under one id); the rows are still kept.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emovid.data.readers._common import Problem, Reporter, iter_csv, parse_float, resolve, run_reader
+from emovid.data.readers._common import Problem, Reporter, iter_csv, parse_float, resolve, run_reader, show
 
 COLUMNS = ("video", "time", "valence", "arousal")
 
@@ -81,6 +84,8 @@ def read_va_csv(
 
 def _read(rep: Reporter, root: Path, ext: str, is_video_path) -> list[VARecord]:
     series: dict[str, dict[float, tuple[float, float, int]]] = {}
+    last: dict[str, tuple[float, int]] = {}  # video -> (time, line) of its previous row, to spot time going back
+    unordered: set[str] = set()
     for line, row in iter_csv(rep, COLUMNS):
         vid = row["video"]
         if not vid:
@@ -93,9 +98,19 @@ def _read(rep: Reporter, root: Path, ext: str, is_video_path) -> list[VARecord]:
             continue
         s = series.setdefault(vid, {})
         if t in s:
-            rep("duplicate_id", f"video {vid!r} already has a sample at time {t:g} (line {s[t][2]})", line)
+            rep("duplicate_id", f"video {show(vid)} already has a sample at time {t:g} (line {s[t][2]})", line)
             continue
         s[t] = (v, a, line)
+        prev = last.get(vid)
+        if prev is not None and t < prev[0] and vid not in unordered:
+            unordered.add(vid)
+            rep(
+                "unordered",
+                f"time {t:g} of video {show(vid)} is before {prev[0]:g} (line {prev[1]}); rows are sorted by time, "
+                "check they all belong to this video",
+                line,
+            )
+        last[vid] = (t, line)
     out = []
     for vid, s in series.items():
         ts = sorted(s)

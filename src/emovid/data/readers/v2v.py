@@ -11,6 +11,11 @@ Layout::
 
 Records keep the file's order (least → most preferred), so a pairwise record ``(a, b)`` means *b* is preferred.
 :func:`emovid.data.pairs.pairs_from_rankings` turns records into RankNet pairs.
+
+Two judgements that order the same two videos oppositely (``[a, b]`` then ``[b, a]``, or inside lists) are a
+``contradiction`` and a comparison repeated verbatim is a ``duplicate_comparison``: both are warnings, because
+crowd annotations legitimately repeat and disagree; the records are kept. An empty ``comparisons`` list is an
+``empty`` warning. Without metadata, ids must not name a file outside the dataset folder (``unsafe_path``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from emovid.data.readers._common import Problem, Reporter, key_path, read_json, run_reader
+from emovid.data.readers._common import Problem, Reporter, clip, contained, key_path, read_json, run_reader, show
 from emovid.data.readers.vce import VideoMeta, load_metadata
 
 V2V_SPLITS = ("train", "test", "listwise")
@@ -91,8 +96,12 @@ def _read(rep: Reporter, root: Path, split: str, meta: dict[str, VideoMeta] | No
     comps = data["comparisons"]
     if not isinstance(comps, list):
         rep.fatal(f"'comparisons' must be a list, found {type(comps).__name__}", "comparisons")
+    if not comps:
+        rep("empty", "'comparisons' is empty: the file holds no judgements", "comparisons")
     lo, hi = (2, MAX_LIST) if split == "listwise" else (2, 2)
     out: list[V2VComparison] = []
+    seen: dict[tuple[str, ...], int] = {}  # comparison -> first index
+    order: dict[frozenset, tuple[str, int]] = {}  # pair of videos -> (the preferred one, first index saying so)
     for i, comp in enumerate(comps):
         where = key_path("comparisons", i)
         if not isinstance(comp, list):
@@ -106,20 +115,54 @@ def _read(rep: Reporter, root: Path, split: str, meta: dict[str, VideoMeta] | No
         if bad:
             rep(
                 "malformed",
-                f"video ids must be non-empty strings, got {comp[bad[0]]!r}",
+                f"video ids must be non-empty strings, got {show(comp[bad[0]])}",
                 key_path("comparisons", i, bad[0]),
             )
             continue
         if len(set(comp)) != len(comp):
-            rep("malformed", f"a video appears twice in one comparison: {comp}", where)
+            rep("malformed", f"a video appears twice in one comparison: {show(comp)}", where)
             continue
         if meta is not None:
             unknown = [v for v in comp if v not in meta]
             if unknown:
-                rep("unknown_id", f"video id(s) {', '.join(unknown)} not in metadata.json", where)
+                rep("unknown_id", f"video id(s) {clip(', '.join(unknown), 200)} not in metadata.json", where)
                 continue
-            paths = tuple(root / meta[v].file for v in comp)
+            paths = tuple(root / meta[v].file for v in comp)  # metadata files are checked to stay inside root
         else:
-            paths = tuple(root / "videos" / f"{v}.mp4" for v in comp)
+            rels = [contained(rep, f"videos/{v}.mp4", where, "video id") for v in comp]
+            if None in rels:
+                continue
+            paths = tuple(root / r for r in rels)
+        _check_consistency(rep, tuple(comp), i, where, seen, order)
         out.append(V2VComparison(tuple(comp), paths, i, split))
     return out
+
+
+def _check_consistency(
+    rep: Reporter,
+    comp: tuple[str, ...],
+    i: int,
+    where: str,
+    seen: dict[tuple[str, ...], int],
+    order: dict[frozenset, tuple[str, int]],
+) -> None:
+    """Warn when ``comp`` repeats an earlier comparison or reverses a preference an earlier one stated."""
+    if comp in seen:
+        rep("duplicate_comparison", f"repeats comparisons[{seen[comp]}] exactly", where)
+        return
+    seen[comp] = i
+    clash = None
+    for a_i, a in enumerate(comp):
+        for b in comp[a_i + 1 :]:  # later in the list = preferred
+            key = frozenset((a, b))
+            prev = order.setdefault(key, (b, i))
+            if prev[0] != b and clash is None:
+                clash = (a, b, prev[1])
+    if clash is not None:
+        a, b, j = clash
+        rep(
+            "contradiction",
+            f"prefers {show(b)} to {show(a)}, but comparisons[{j}] prefers {show(a)}; annotators disagree or ids "
+            "are swapped",
+            where,
+        )

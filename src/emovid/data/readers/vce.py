@@ -11,11 +11,16 @@ Layout::
 
 The 27 names keep the dataset's documented (alphabetical) order, :data:`VCE_EMOTIONS`; records hold the
 intensities as a tuple in that order.
+
+Every ``file`` (in ``metadata.json`` or the labels) must be a relative path inside the dataset folder: absolute
+paths and ``..`` steps above it are reported as ``unsafe_path`` and never opened.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -23,12 +28,15 @@ from pathlib import Path
 from emovid.data.readers._common import (
     Problem,
     Reporter,
+    clip,
+    contained,
     key_path,
     parse_float,
     read_json,
     require_str,
     resolve,
     run_reader,
+    show,
 )
 from emovid.errors import InputNotFoundError
 
@@ -62,6 +70,9 @@ VCE_EMOTIONS: tuple[str, ...] = (
     "Surprise",
 )
 VCE_SPLITS = ("train", "test")
+# A rate as ffprobe writes it ("30/1", "30000/1001") or a plain decimal; no exponent, since Fraction("1e999999999")
+# would compute a billion-digit integer.
+_RATE_RE = re.compile(r"\s*\d{1,12}(\.\d{1,12})?(/\d{1,12})?\s*")
 
 
 @dataclass(frozen=True)
@@ -138,15 +149,20 @@ def _read_meta(rep: Reporter) -> dict[str, VideoMeta]:
             rep("malformed", f"missing field(s) {', '.join(missing)}", key_path(vid))
             continue
         file = require_str(rep, entry["file"], key_path(vid, "file"), "file")
+        if file is not None:
+            file = contained(rep, file, key_path(vid, "file"), "file")
         rate = _parse_rate(rep, entry["frame_rate"], key_path(vid, "frame_rate"))
         nf = parse_float(rep, entry["number_of_frames"], key_path(vid, "number_of_frames"), "number_of_frames", 0)
         dur = parse_float(rep, entry["duration"], key_path(vid, "duration"), "duration", 0)
         w = parse_float(rep, entry.get("width", 0), key_path(vid, "width"), "width", 0)
         h = parse_float(rep, entry.get("height", 0), key_path(vid, "height"), "height", 0)
-        if None in (file, rate, nf, dur, w, h):
-            continue
         codec = entry.get("codec_name", "")
-        out[vid] = VideoMeta(vid, file, str(codec), dur, rate, int(nf), int(w), int(h))
+        if not isinstance(codec, str):
+            rep("malformed", f"codec_name: expected a string, got {type(codec).__name__}", key_path(vid, "codec_name"))
+            codec = None
+        if None in (file, rate, nf, dur, w, h, codec):
+            continue
+        out[vid] = VideoMeta(vid, file, codec, dur, rate, int(nf), int(w), int(h))
     return out
 
 
@@ -169,12 +185,17 @@ def load_metadata(
 
 def _parse_rate(rep: Reporter, value, where: str) -> Fraction | None:
     try:
-        rate = Fraction(str(value).strip())
+        if isinstance(value, float) and math.isfinite(value):
+            rate = Fraction(value)
+        elif isinstance(value, int | str) and not isinstance(value, bool) and _RATE_RE.fullmatch(str(value)):
+            rate = Fraction(str(value).strip())
+        else:
+            raise ValueError(value)
     except (ValueError, ZeroDivisionError):
-        rep("malformed", f"frame_rate: {value!r} is not a rate like '30/1'", where)
+        rep("malformed", f"frame_rate: {show(value)} is not a rate like '30/1'", where)
         return None
     if rate <= 0:
-        rep("out_of_range", f"frame_rate: {value!r} must be positive", where)
+        rep("out_of_range", f"frame_rate: {show(value)} must be positive", where)
         return None
     return rate
 
@@ -211,6 +232,8 @@ def _read_labels(rep: Reporter, root: Path, split: str, meta: dict[str, VideoMet
     data = read_json(rep)
     if not isinstance(data, dict):
         rep.fatal(f"expected a JSON object {{id: {{emotions, file, topK}}}}, found {type(data).__name__}")
+    if not data:
+        rep("empty", "the file lists no videos")
     names = set(VCE_EMOTIONS)
     out: list[VCERecord] = []
     for vid, entry in data.items():
@@ -230,7 +253,7 @@ def _read_labels(rep: Reporter, root: Path, split: str, meta: dict[str, VideoMet
                 parts.append(f"missing emotion(s) {', '.join(missing)}")
             if unknown:
                 parts.append(f"unknown emotion(s) {', '.join(unknown)}")
-            rep("malformed", "; ".join(parts), key_path(vid, "emotions"))
+            rep("malformed", clip("; ".join(parts), 400), key_path(vid, "emotions"))
             continue
         values = [parse_float(rep, emo[k], key_path(vid, "emotions", k), k, 0.0, 1.0) for k in VCE_EMOTIONS]
         if any(v is None for v in values):
@@ -238,12 +261,14 @@ def _read_labels(rep: Reporter, root: Path, split: str, meta: dict[str, VideoMet
         file = entry.get("file", f"videos/{vid}.mp4")
         if require_str(rep, file, key_path(vid, "file"), "file") is None:
             continue
+        if contained(rep, file, key_path(vid, "file"), "file") is None:
+            continue
         top = entry.get("topK")
         if top is None:
             order = sorted(range(len(values)), key=lambda i: -values[i])[:3]
             top_k = tuple(VCE_EMOTIONS[i] for i in order)
         elif not isinstance(top, list) or not all(isinstance(t, str) and t in names for t in top):
-            rep("malformed", f"topK must be a list of emotion names, got {top!r}", key_path(vid, "topK"))
+            rep("malformed", f"topK must be a list of emotion names, got {show(top)}", key_path(vid, "topK"))
             continue
         else:
             top_k = tuple(top)
