@@ -242,7 +242,7 @@ def test_faces_embed_layout_resume_and_failures(fiv2_tree, tmp_path, capsys):
     assert "broken.mp4: cannot be opened as a video" in cap.err and len(cap.err.strip().splitlines()) == 1
     assert "3 done, 0 skipped, 1 failed of 4 videos (1 without any face; test_emonext, dim 64)" in cap.out
     files = sorted(p.name for p in (out / "train").iterdir())
-    assert files == ["blank.pt", "faces_embed.json", "failures.jsonl", "vid1.000.pt", "vid2.000.pt"]
+    assert files == ["blank.pt", "faces_embed.json", "failures.jsonl", "manifest.jsonl", "vid1.000.pt", "vid2.000.pt"]
     (fail,) = [json.loads(line) for line in (out / "train" / "failures.jsonl").read_text().splitlines()]
     assert fail["video"].endswith("broken.mp4")
     d = torch.load(out / "train" / "vid1.000.pt", weights_only=True)
@@ -257,8 +257,12 @@ def test_faces_embed_layout_resume_and_failures(fiv2_tree, tmp_path, capsys):
     # Resume: existing outputs are skipped (files untouched), the broken one is retried.
     mtime = (out / "train" / "vid1.000.pt").stat().st_mtime_ns
     dash = ["faces", "embed", "--split", "train", "--base-path", str(fiv2_tree), "--output-root", str(out)]
-    assert main([*dash, "--folders", "training80_01,training80_02", "--model", "test_emonext", "--no-progress"]) == 1
+    dash += ["--folders", "training80_01,training80_02", "--model", "test_emonext", "--no-progress"]
+    assert main([*dash, "--num-crops", "8"]) == 1
     assert "0 done, 3 skipped, 1 failed" in capsys.readouterr().out
+    # Other settings would mix two kinds of files in one folder: refused, nothing touched.
+    assert main(dash) == 1
+    assert "num_crops=8" in capsys.readouterr().err
     assert (out / "train" / "vid1.000.pt").stat().st_mtime_ns == mtime
 
 

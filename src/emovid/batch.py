@@ -142,6 +142,7 @@ class BatchRecorder:
         self.warnings: list[str] = []
         self.ignored: list[tuple[Path, str]] = []
         self.num_damaged = 0
+        self.rank = 0  # a distributed run's other ranks count their own share only
         if self.failures_path is not None and not keep and self.failures_path.exists():
             self.failures_path.unlink()  # failed inputs are retried; the journal describes this run
 

@@ -10,9 +10,9 @@ one file per video, mirroring its path below ``video_root``::
       manifest.jsonl        one line per finished video (video, output, clips, dim, model, weights hash, ...)
       failures.jsonl        videos whose latest attempt failed (video, error); absent when none did
 
-The run is a Lightning ``Trainer.predict``: a dataset of videos (each item = all clips of one video, decoded in
-DataLoader workers), a module that embeds the clips in chunks of ``batch_size``, and a
-``BasePredictionWriter`` that writes each video's file on the rank that computed it. On many GPUs/nodes
+The run is a job of the shared batch engine (:mod:`emovid.engine`, a Lightning ``Trainer.predict``): all clips of a
+video are decoded in DataLoader workers, embedded on the rank's device in chunks of ``batch_size``, and the video's
+file is written on the rank that computed it. On many GPUs/nodes
 (DDP, torchrun, SLURM) Lightning shards the videos over ranks; for prediction it uses an *unrepeated* sampler,
 so no video is computed twice.
 
@@ -40,7 +40,6 @@ import hashlib
 import logging
 import os
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,18 +48,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-from lightning.pytorch import LightningModule
-from lightning.pytorch.callbacks import BasePredictionWriter
-from torch.utils.data import Dataset
 
-from emovid.batch import BatchRecorder, DamagedVideoError, damage_line, describe_error
+from emovid.engine import FAILURES, MANIFEST, Input, Job, merge_journals, read_failures, read_manifest
+from emovid.engine import run as run_batch
 from emovid.errors import ConfigError, InputNotFoundError, ModelError
-from emovid.utils.io import append_jsonl, atomic_open, dumps, read_jsonl
+from emovid.utils.io import atomic_open
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.jsonl"
-FAILURES = "failures.jsonl"
 FORMATS = ("npy", "pt")
 AGGREGATES = ("mean", "max", "none")
 FRAME_MODEL_DEFAULT_FRAMES = 30  # seed 001: 30 embeddings per video
@@ -327,71 +322,79 @@ def output_name(video: str, fmt: str) -> str:
     return Path(video).with_suffix(f".{fmt}").as_posix()
 
 
-def _journals(out: Path, stem: str) -> list[Path]:
-    def rank(p: Path) -> int:
-        try:
-            return int(p.name[len(stem) + 5 : -len(".jsonl")])
-        except ValueError:
-            return 1 << 30
-
-    return sorted(out.glob(f"{stem}.rank*.jsonl"), key=rank)
-
-
-def read_manifest(output_dir: str | os.PathLike) -> dict[str, dict]:
-    """Finished videos of an output folder, ``{video: entry}``: ``manifest.jsonl`` plus unmerged rank journals."""
-    out = Path(output_dir)
-    entries: dict[str, dict] = {}
-    for path in [out / MANIFEST, *_journals(out, "manifest")]:
-        for rec in read_jsonl(path):
-            if "video" in rec:
-                entries[rec["video"]] = rec
-    return entries
+def aggregate_embeddings(emb: torch.Tensor, how: str) -> torch.Tensor:
+    """``[N, D]`` clip embeddings → ``[D]`` (``mean``/``max``) or unchanged (``none``)."""
+    if how == "mean":
+        return emb.mean(0)
+    if how == "max":
+        return emb.max(0).values
+    return emb
 
 
-def read_failures(output_dir: str | os.PathLike) -> dict[str, dict]:
-    """Failed videos of an output folder, ``{video: entry}`` (``failures.jsonl`` plus unmerged journals)."""
-    out = Path(output_dir)
-    entries: dict[str, dict] = {}
-    for path in [out / FAILURES, *_journals(out, "failures")]:
-        for rec in read_jsonl(path):
-            if "video" in rec:
-                entries[rec["video"]] = rec
-    return entries
+class ExtractJob(Job):
+    """``emovid extract`` on the batch engine: decode every clip (workers), embed (device), one file per video.
 
-
-def merge_journals(output_dir: str | os.PathLike) -> tuple[int, int]:
-    """Fold the rank journals into ``manifest.jsonl`` and ``failures.jsonl`` (rank 0, after all ranks finished).
-
-    Returns:
-        ``(videos in the manifest, videos in failures.jsonl)``.
+    Args:
+        extractor: the backbone and where its weights came from.
+        loader: a :class:`~emovid.data.datasets.ClipLoader` giving all clips of a video (``with_meta=True``).
+        root: the videos' folder (inputs' ids are paths below it).
+        out: the output folder.
+        fmt: ``npy`` or ``pt``.
+        aggregate: ``mean`` | ``max`` | ``none``.
+        info: fields every manifest line carries.
+        clip_batch: clips per forward pass.
     """
-    out = Path(output_dir)
-    done = read_manifest(out)
-    failed = {v: r for v, r in read_failures(out).items() if v not in done}
-    journals = _journals(out, "manifest") + _journals(out, "failures")
-    if journals or (out / MANIFEST).exists() or done:
-        with atomic_open(out / MANIFEST) as f:
-            for v in sorted(done):
-                f.write(dumps(done[v]) + "\n")
-    if failed:
-        with atomic_open(out / FAILURES) as f:
-            for v in sorted(failed):
-                f.write(dumps(failed[v]) + "\n")
-    else:
-        (out / FAILURES).unlink(missing_ok=True)
-    for j in journals:
-        j.unlink(missing_ok=True)
-    return len(done), len(failed)
 
+    name = "extract"
+    key = "video"
+    guard = _SETTINGS
 
-def _env_rank() -> int:
-    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    return 0
+    def __init__(self, extractor: Extractor, loader, root: Path, out: Path, fmt: str, aggregate: str, info: dict,
+                 clip_batch: int = 16):  # fmt: skip
+        self.backbone = extractor.backbone
+        self.loader, self.root, self.out = loader, Path(root), Path(out)
+        self.fmt, self.aggregate, self.info = fmt, aggregate, dict(info)
+        self.clip_batch = max(1, int(clip_batch))
+        self.frames_as_images = int(extractor.pretrained_cfg.num_frames) == 1
 
+    def settings(self) -> dict[str, Any]:
+        return self.info
 
-# ---- Lightning pieces -------------------------------------------------------------------------------------------
+    def outputs_exist(self, item: Input, entry: dict) -> bool:
+        return (self.out / output_name(item.id, self.fmt)).exists()
+
+    def modules(self) -> list[nn.Module]:
+        return [self.backbone]
+
+    def load(self, item: Input) -> dict:
+        # Deterministic per video, so even a `random:` sampler gives the same clips on a rerun.
+        seed = int.from_bytes(hashlib.sha1(os.fsencode(item.id)).digest()[:8], "little")
+        clips, meta = self.loader(_Video(item.id, item.path), np.random.default_rng([0, seed]))
+        return {"clips": clips, "damage": meta.get("damage")}
+
+    def process(self, item: Input, loaded: dict) -> dict:
+        clips = loaded["clips"].to(next(self.backbone.parameters()).device)
+        embs = []
+        for i in range(0, len(clips), self.clip_batch):
+            x = clips[i : i + self.clip_batch]
+            if self.frames_as_images:
+                x = x[:, :, 0]
+            embs.append(self.backbone.forward_features(x).float().cpu())
+        return {"emb": torch.cat(embs), "damaged": loaded.get("damage")}
+
+    def write(self, item: Input, result: dict, out: Path) -> dict[str, Any]:
+        emb = result["emb"].float()
+        n, dim = int(emb.shape[0]), int(emb.shape[1])
+        feats = aggregate_embeddings(emb, self.aggregate)
+        if self.fmt == "pt":
+            feats = feats.reshape(-1, dim).contiguous()  # seed 001's layout is always [N, D]
+        rel = output_name(item.id, self.fmt)
+        with atomic_open(out / rel, "wb") as f:
+            if self.fmt == "npy":
+                np.save(f, feats.numpy().astype(np.float32), allow_pickle=False)
+            else:
+                torch.save({"emb": feats, "length": int(feats.shape[0])}, f)
+        return {"output": rel, "clips": n, "dim": dim, "shape": list(feats.shape)}
 
 
 class _Video:
@@ -404,169 +407,7 @@ class _Video:
         self.video_path = video_path
 
 
-class VideoClipsDataset(Dataset):
-    """Item ``i`` = every clip of video ``i`` ``[N, C, T, H, W]``, or the error that stopped its decoding."""
-
-    def __init__(self, root: str | os.PathLike, videos: Sequence[str], loader):
-        self.root = Path(root)
-        self.videos = list(videos)
-        self.loader = loader
-
-    def __len__(self) -> int:
-        return len(self.videos)
-
-    def __getitem__(self, i: int) -> dict:
-        video = self.videos[i]
-        try:
-            # Deterministic per video, so even a `random:` sampler gives the same clips on a rerun.
-            clips, meta = self.loader(_Video(video, self.root / video), np.random.default_rng([0, i]))
-        except Exception as e:  # any failure of one video is that video's, recorded by the writer
-            return {"index": i, "video": video, "error": describe_error(e), "type": type(e).__name__}
-        return {"index": i, "video": video, "clips": clips, "damage": meta.get("damage")}
-
-
-def _first(batch: list[dict]) -> dict:
-    return batch[0]
-
-
-class FeatureModule(LightningModule):
-    """Embeds all clips of one video per step, ``clip_batch`` clips per forward pass.
-
-    Args:
-        backbone: module with ``forward_features``.
-        clip_batch: clips per forward pass.
-        frames_as_images: single-frame models take images ``[B, C, H, W]``: the clip's time axis is dropped.
-    """
-
-    def __init__(self, backbone: nn.Module, clip_batch: int = 16, frames_as_images: bool = False):
-        super().__init__()
-        self.backbone = backbone
-        self.clip_batch = max(1, int(clip_batch))
-        self.frames_as_images = frames_as_images
-
-    def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        if self.frames_as_images:
-            clips = clips[:, :, 0]
-        return self.backbone.forward_features(clips)
-
-    def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        if "error" in batch:
-            return batch
-        clips = batch["clips"]
-        try:
-            embs = [self(clips[i : i + self.clip_batch]).float().cpu() for i in range(0, len(clips), self.clip_batch)]
-        except (RuntimeError, ValueError) as e:  # e.g. a geometry the model cannot take: this video's failure
-            return {
-                "index": batch["index"],
-                "video": batch["video"],
-                "error": describe_error(e),
-                "type": type(e).__name__,
-            }
-        out = {"index": batch["index"], "video": batch["video"], "emb": torch.cat(embs)}
-        if batch.get("damage"):
-            out["damage"] = batch["damage"]
-        return out
-
-
-def aggregate_embeddings(emb: torch.Tensor, how: str) -> torch.Tensor:
-    """``[N, D]`` clip embeddings → ``[D]`` (``mean``/``max``) or unchanged (``none``)."""
-    if how == "mean":
-        return emb.mean(0)
-    if how == "max":
-        return emb.max(0).values
-    return emb
-
-
-class FeatureWriter(BasePredictionWriter):
-    """Writes each video's features on the rank that computed them, then journals it (see module docs).
-
-    Args:
-        output_dir: the output folder.
-        fmt: ``npy`` or ``pt``.
-        aggregate: ``mean`` | ``max`` | ``none``.
-        info: fields every manifest line carries (model, weights hash, sampler, ...).
-        strict: damaged videos are failures (default: their features are written and the manifest line
-            carries a ``damaged`` record).
-    """
-
-    def __init__(
-        self, output_dir: str | os.PathLike, fmt: str, aggregate: str, info: dict[str, Any], strict: bool = False
-    ):
-        super().__init__(write_interval="batch")
-        self.strict = strict
-        self.out = Path(output_dir)
-        self.fmt = fmt
-        self.aggregate = aggregate
-        self.info = dict(info)
-        self.done = 0
-        self.failed = 0
-        self._written: set[str] = set()
-
-    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
-        rank = int(trainer.global_rank)
-        video = prediction["video"]
-        if "error" not in prediction and video not in self._written:
-            try:
-                self._write(prediction, rank)
-                return
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except Exception as e:  # a file that cannot be written is this video's failure, not the run's
-                prediction = {"video": video, "error": describe_error(e), "type": type(e).__name__}
-        if "error" in prediction:
-            self.failed += 1
-            rec = {"video": video, "error": prediction["error"], "type": prediction.get("type")}
-            append_jsonl(self.out / f"failures.rank{rank}.jsonl", rec)
-
-    def _write(self, prediction: dict, rank: int) -> None:
-        video = prediction["video"]
-        damage = prediction.get("damage")
-        if damage and self.strict:
-            raise DamagedVideoError(f"damaged video ({damage_line(damage)}); refused because of --strict", video)
-        emb = prediction["emb"].float()
-        n, dim = int(emb.shape[0]), int(emb.shape[1])
-        feats = aggregate_embeddings(emb, self.aggregate)
-        if self.fmt == "pt":
-            feats = feats.reshape(-1, dim).contiguous()  # seed 001's layout is always [N, D]
-        rel = output_name(video, self.fmt)
-        with atomic_open(self.out / rel, "wb") as f:
-            if self.fmt == "npy":
-                np.save(f, feats.numpy().astype(np.float32), allow_pickle=False)
-            else:
-                torch.save({"emb": feats, "length": int(feats.shape[0])}, f)
-        self._written.add(video)
-        self.done += 1
-        entry = {
-            "video": video,
-            "output": rel,
-            "clips": n,
-            "dim": dim,
-            "shape": list(feats.shape),
-            **self.info,
-            "rank": rank,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
-        if damage:
-            entry["damaged"] = damage
-        append_jsonl(self.out / f"manifest.rank{rank}.jsonl", entry)
-
-    def on_predict_end(self, trainer, pl_module):
-        trainer.strategy.barrier("emovid-extract-merge")
-        if trainer.is_global_zero:
-            merge_journals(self.out)
-        trainer.strategy.barrier("emovid-extract-merged")
-
-
 # ---- the run ----------------------------------------------------------------------------------------------------
-
-
-def _devices(devices: str | int | Sequence[int]):
-    if isinstance(devices, str):
-        d = devices.strip()
-        if d.lstrip("-").isdigit():
-            return int(d)
-        return d
-    return devices
 
 
 def extract_features(
@@ -631,9 +472,6 @@ def extract_features(
             differ from the features already in ``output_dir``). Unreadable videos do not raise: they are
             listed in ``failures.jsonl``.
     """
-    import lightning.pytorch as pl
-    from torch.utils.data import DataLoader
-
     from emovid.data.datasets import ClipLoader
     from emovid.models import create_transform
 
@@ -677,108 +515,53 @@ def extract_features(
     }
 
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if overwrite:
-        # Every rank does this before the process group forms; nothing is written before that, so no rank
-        # can delete another's work.
-        for p in [out / MANIFEST, out / FAILURES, *_journals(out, "manifest"), *_journals(out, "failures")]:
-            p.unlink(missing_ok=True)
-    finished = read_manifest(out)
-    for entry in finished.values():
-        diff = [k for k in _SETTINGS if entry.get(k) != info[k]]
-        if diff:
-            was = ", ".join(f"{k}={entry.get(k)!r}" for k in diff)
-            now = ", ".join(f"{k}={info[k]!r}" for k in diff)
-            raise ConfigError(
-                f"{out}: holds features made with {was}; this run has {now}. "
-                "Pass --overwrite to replace them or choose another --output-dir"
-            )
-    todo = [v for v in all_videos if not (v in finished and (out / output_name(v, fmt)).exists())]
-    skipped = len(all_videos) - len(todo)
-    rec = BatchRecorder(out / FAILURES, unit="videos", key="video", strict=strict, keep=True)
-    rec.ignore(ignored)
-    rec.total, rec.skipped = len(all_videos), skipped
-    summary: dict[str, Any] = {
-        "videos": len(all_videos),
-        "done": 0,
-        "skipped": skipped,
-        "failed": 0,
-        "output_dir": str(out),
-        "manifest": str(out / MANIFEST),
-        "failures": None,
-        **{k: info[k] for k in ("model", "checkpoint", "pretrained", "weights_sha256", "sampler", "aggregate")},
-        "format": fmt,
-        "dim": ext.num_features,
-    }
-    if not todo:
-        if _env_rank() == 0:
-            merge_journals(out)  # a crash right after the last video leaves journals behind
-        summary["seconds"] = round(time.perf_counter() - t0, 3)
-        summary["recorder"] = rec
-        return summary
-
     short = pc.short_side or min(pc.input_size)
     loader = ClipLoader(
         sampler, create_transform(pc, train=False), short, all_clips=True, in_chans=pc.in_chans, with_meta=True
     )
-    dataset = VideoClipsDataset(video_root, todo, loader)
-    dl = DataLoader(
-        dataset,
-        batch_size=1,
-        shuffle=False,
+    job = ExtractJob(ext, loader, Path(video_root), out, fmt, aggregate, info, batch_size)
+    inputs = [Input(v, Path(video_root) / v) for v in all_videos]
+    rec = run_batch(
+        job,
+        inputs,
+        out,
+        overwrite=overwrite,
+        strict=strict,
+        ignored=ignored,
         num_workers=num_workers,
-        collate_fn=_first,
-        pin_memory=torch.cuda.is_available(),
-    )
-    module = FeatureModule(ext.backbone, batch_size, frames_as_images=int(pc.num_frames) == 1)
-    writer = FeatureWriter(out, fmt, aggregate, info, strict=strict)
-    kwargs: dict[str, Any] = dict(
         accelerator=accelerator,
-        devices=_devices(devices),
+        devices=devices,
         num_nodes=num_nodes,
         strategy=strategy,
         precision=precision,
-        callbacks=[writer, *(callbacks or [])],
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=progress,
-        default_root_dir=str(out),
+        progress=progress,
+        callbacks=callbacks,
+        trainer_kwargs=trainer_kwargs,
     )
-    kwargs.update(trainer_kwargs or {})
-    from emovid.train import quiet_lightning
-
-    quiet_lightning()
-    trainer = pl.Trainer(**kwargs)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        trainer.predict(module, dataloaders=dl, return_predictions=False)
-    if not trainer.is_global_zero:
-        return {"rank": int(trainer.global_rank), "done": writer.done, "failed": writer.failed}
-    # Counted from disk: with ddp_spawn the writing happened in other processes.
-    finished = read_manifest(out)
-    failures = read_failures(out)
-    rec.done = sum(1 for v in todo if v in finished)
-    rec.failures = [failures[v] for v in todo if v in failures and v not in finished]
-    for v in todo:
-        if v in finished and finished[v].get("damaged"):
-            rec.num_damaged += 1
-            rec.warn(v, f"damaged video, embedded what decodes: {damage_line(finished[v]['damaged'])}")
-    summary["done"], summary["failed"] = rec.done, rec.failed
-    summary["failures"] = str(out / FAILURES) if failures else None
-    summary["seconds"] = round(time.perf_counter() - t0, 3)
-    summary["recorder"] = rec
-    return summary
+    if rec.rank:
+        return {"rank": rec.rank, "done": rec.done, "failed": rec.failed}
+    return {
+        "videos": len(all_videos),
+        "done": rec.done,
+        "skipped": rec.skipped,
+        "failed": rec.failed,
+        "output_dir": str(out),
+        "manifest": str(out / MANIFEST),
+        "failures": str(out / FAILURES) if (out / FAILURES).exists() else None,
+        **{k: info[k] for k in ("model", "checkpoint", "pretrained", "weights_sha256", "sampler", "aggregate")},
+        "format": fmt,
+        "dim": ext.num_features,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "recorder": rec,
+    }
 
 
 __all__ = [
     "FAILURES",
     "MANIFEST",
+    "ExtractJob",
     "Extractor",
-    "FeatureModule",
-    "FeatureWriter",
     "FramesAsClips",
-    "VideoClipsDataset",
     "aggregate_embeddings",
     "default_clips",
     "extract_features",

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emovid.engine import Input, Job, read_manifest
 from emovid.errors import ConfigError, EmovidError, InputNotFoundError, ModelError
 from emovid.faces.crops import crop_square
 from emovid.faces.detect import FaceDetector, create_detector
@@ -507,6 +508,55 @@ def _prune(stats: dict[int, _TrackStat], keep: int) -> None:
 # ---- many inputs --------------------------------------------------------------------------------------------
 
 
+class AnalyzeJob(Job):
+    """``emovid analyze`` on the batch engine: one input = one :func:`analyze_file`, its JSON/CSV/thumbnails."""
+
+    name = "analyze"
+    unit = "inputs"
+    key = "key"
+
+    def __init__(self, items: Sequence[InputItem], model: str, pretrained, options: AnalyzeOptions, personality):
+        self.items = {it.key: it for it in items}
+        self.order = [it.key for it in items]
+        self.model, self.pretrained, self.opts, self.personality = model, pretrained, options, personality
+        self.classifier: EmotionClassifier | None = None
+        self.detector = None
+
+    def outputs_exist(self, item: Input, entry: dict) -> bool:
+        return (self.out / f"{item.id}.json").exists()
+
+    def setup(self, device) -> None:
+        self.classifier = EmotionClassifier(self.model, pretrained=self.pretrained, device=str(device))
+        self.detector = create_detector(self.opts.detector, redetect_every=self.opts.redetect_every)
+
+    def process(self, item: Input, loaded) -> Analysis:
+        assert self.classifier is not None
+        it = self.items[item.id]
+        return analyze_file(
+            it.path, self.classifier, self.opts, detector=self.detector, kind=it.kind, personality=self.personality
+        )
+
+    def damage(self, result: Analysis) -> dict | None:
+        return result.result.get("damaged")
+
+    def write(self, item: Input, result: Analysis, out: Path) -> dict:
+        from emovid.analyze import report
+
+        written = report.write_result(out, item.id, result.result, result.thumbnails)
+        return {"input": str(item.path), "summary": written.get("summary", {})}
+
+    def finish(self, out: Path, manifest: dict[str, dict], failures: dict[str, dict]) -> None:
+        from emovid.analyze import report
+
+        entries = []
+        for key in self.order:
+            if key in manifest:
+                entries.append({"key": key, "json": out / f"{key}.json"})
+            elif key in failures:
+                entries.append({"key": key, "input": failures[key].get("input"), "error": failures[key]["error"]})
+        self.report = report.write_report(out, entries)
+
+
 def analyze_inputs(
     inputs: Sequence[str | os.PathLike],
     output_dir: str | os.PathLike,
@@ -516,73 +566,64 @@ def analyze_inputs(
     checkpoint: str | os.PathLike | None = None,
     device: str = "cpu",
     log: Callable[[str], None] | None = None,
+    engine_options: dict | None = None,
 ) -> dict:
     """Analyse files and folders into ``output_dir`` and write the run's ``report.html``.
 
     Per input ``KEY`` (see :func:`collect_inputs`): ``KEY.json``, ``KEY.csv`` and ``KEY.faces.jpg`` (face
-    thumbnails, absent when no face was found). Inputs whose ``KEY.json`` exists are skipped unless
-    ``options.overwrite``. An input that fails is recorded in ``failures.jsonl`` (input, error) and the run goes on;
-    ``failures.jsonl`` lists the failures of the latest run only (failed inputs are retried on the next run).
+    thumbnails, absent when no face was found). Runs on the shared batch engine (:mod:`emovid.engine`):
+    finished inputs (``manifest.jsonl`` + their JSON) are skipped unless ``options.overwrite``; an input that fails
+    is recorded in ``failures.jsonl`` and the run goes on; failed inputs are retried on the next run.
+
+    Args:
+        engine_options: extra :func:`emovid.engine.run` options (``devices``, ``num_nodes``, ``strategy``, ...);
+            ``device`` picks one device otherwise.
 
     Returns:
-        ``{"inputs", "done", "skipped", "failed", "output_dir", "report", "failures", "results": [summaries]}``.
+        ``{"inputs", "done", "skipped", "failed", "output_dir", "report", "failures", "results": [summaries],
+        "recorder"}``.
 
     Raises:
         InputNotFoundError: an argument does not exist.
         ModelError: the model cannot be built or is not a classifier.
         ConfigError: bad options or a checkpoint that is not a fusion checkpoint.
     """
-    from tqdm import tqdm
-
-    from emovid.analyze import report
-    from emovid.batch import BatchRecorder
+    from emovid.engine import device_options
+    from emovid.engine import run as run_batch
 
     opts = options or AnalyzeOptions()
     out = Path(output_dir)
     ignored: list[tuple[Path, str]] = []
     items = collect_inputs(inputs, ignored)
     personality = load_personality_predictor(checkpoint, device=device) if checkpoint else None
-    out.mkdir(parents=True, exist_ok=True)
-    rec = BatchRecorder(out / "failures.jsonl", unit="inputs", key="input", strict=opts.strict)
-    rec.ignore(ignored)
-    rec.total = len(items)
-    todo = [it for it in items if opts.overwrite or not (out / f"{it.key}.json").exists()]
-    rec.skipped = len(items) - len(todo)
-    classifier = EmotionClassifier(model, pretrained=pretrained, device=device) if todo else None
-    detector = create_detector(opts.detector, redetect_every=opts.redetect_every)
-    entries: list[dict] = []
-    bar = tqdm(total=len(items), desc="analyze", unit="input", disable=not opts.progress or len(items) < 2)
-    for it in items:
-        json_path = out / f"{it.key}.json"
-        if it not in todo:
-            entries.append({"key": it.key, "json": json_path, "skipped": True})
-            bar.update(1)
-            continue
-        n_failed = rec.failed
-        with rec.guard(it.path):
-            assert classifier is not None
-            an = analyze_file(it.path, classifier, opts, detector=detector, kind=it.kind, personality=personality)
-            rec.damaged(it.path, an.result.get("damaged"))
-            written = report.write_result(out, it.key, an.result, an.thumbnails)
-            entries.append({"key": it.key, "json": json_path, "result": written})
-            rec.success()
-        if rec.failed > n_failed:
-            entries.append({"key": it.key, "input": str(it.path), "error": rec.failures[-1]["error"]})
-        bar.update(1)
-    bar.close()
-    report_path = report.write_report(out, entries)
+    if not isinstance(pretrained, bool) and pretrained is not None:
+        from emovid.models import create_model
+
+        create_model(model, pretrained=pretrained)  # a bad weights file is the run's error, not each input's
+    job = AnalyzeJob(items, model, pretrained, opts, personality)
+    job.out = out
+    job.report = out / "report.html"
+    rec = run_batch(
+        job,
+        [Input(it.key, it.path) for it in items],
+        out,
+        overwrite=opts.overwrite,
+        strict=opts.strict,
+        ignored=ignored,
+        progress=opts.progress and len(items) > 1,
+        **{**device_options(device), **(engine_options or {})},
+    )
+    manifest = read_manifest(out, job.key)
     results = []
-    for e in entries:
-        res = e.get("result")
-        if res is None and e.get("json") is not None:
-            res = report.read_result(e["json"])
-        if res is not None:
-            results.append({"input": res.get("input"), "key": e["key"], **res.get("summary", {})})
+    for key in job.order:
+        entry = manifest.get(key)
+        if entry is not None:
+            results.append({"input": entry.get("input"), "key": key, **entry.get("summary", {})})
     return {
         **rec.to_dict(),
         "inputs": len(items),
         "output_dir": str(out),
-        "report": str(report_path),
+        "report": str(job.report),
         "results": results,
         "recorder": rec,
     }

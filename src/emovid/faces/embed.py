@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emovid.engine import Input, Job
 from emovid.errors import ConfigError, InputNotFoundError, display_path
 
 __all__ = ["RECIPE_FILE", "FaceEmbedder", "embed_video", "embed_videos", "find_recipe", "find_videos"]
@@ -179,6 +180,60 @@ def embed_video(
     return record
 
 
+class FacesEmbedJob(Job):
+    """``emovid faces embed`` on the batch engine: one video = one ``VIDEO.pt`` (see the module notes)."""
+
+    name = "faces embed"
+    key = "video"
+    guard = ("model", "num_crops", "margin", "detector")
+
+    def __init__(self, model: str, pretrained, num_crops: int, margin: float, detector, batch_size: int, out: Path):
+        self.model, self.pretrained = model, pretrained
+        self.num_crops, self.margin, self.detector_spec, self.batch_size = num_crops, margin, detector, batch_size
+        self.out = Path(out)
+        self.embedder: FaceEmbedder | None = None
+        self.detector = None
+
+    def settings(self) -> dict:
+        det = self.detector_spec if isinstance(self.detector_spec, str) else getattr(self.detector_spec, "name", "?")
+        return {"model": self.model, "num_crops": self.num_crops, "margin": self.margin, "detector": det}
+
+    def outputs_exist(self, item: Input, entry: dict) -> bool:
+        return (self.out / f"{item.path.stem}.pt").exists()
+
+    def setup(self, device) -> None:
+        from emovid.faces.detect import create_detector
+
+        self.embedder = FaceEmbedder(self.model, self.pretrained, str(device))
+        self.detector = create_detector(self.detector_spec)
+
+    def process(self, item: Input, loaded) -> dict:
+        assert self.embedder is not None
+        return embed_video(
+            item.path, self.embedder, self.num_crops, margin=self.margin, detector=self.detector,
+            batch_size=self.batch_size,
+        )  # fmt: skip
+
+    def write(self, item: Input, result: dict, out: Path) -> dict:
+        import torch
+
+        from emovid.utils.io import atomic_path
+
+        with atomic_path(out / f"{item.path.stem}.pt") as tmp:
+            torch.save(result, tmp)
+        return {"input": str(item.path), "output": f"{item.path.stem}.pt", "length": int(result["length"])}
+
+    def finish(self, out: Path, manifest: dict, failures: dict) -> None:
+        from emovid.utils.io import write_json
+
+        e = self.embedder
+        if e is None:  # nothing was embedded in this run: the recipe of the earlier one stands
+            return
+        # How the files were made: trained heads record it, so `emovid analyze --checkpoint` embeds new videos alike.
+        weights = os.path.abspath(e.weights) if e.weights and os.path.isfile(e.weights) else e.weights
+        write_json(out / RECIPE_FILE, {**self.settings(), "weights": weights, "dim": int(e.dim)})
+
+
 def embed_videos(
     split: str,
     base_path: str | os.PathLike,
@@ -195,18 +250,18 @@ def embed_videos(
     progress: bool = True,
     log=None,
     strict: bool = False,
+    engine_options: dict | None = None,
 ) -> dict:
-    """Write ``OUTPUT_ROOT/SPLIT/VIDEO.pt`` for every video (see the module notes).
+    """Write ``OUTPUT_ROOT/SPLIT/VIDEO.pt`` for every video (see the module notes), on the shared batch engine.
+
+    Args:
+        engine_options: extra :func:`emovid.engine.run` options (``devices``, ``num_nodes``, ``strategy``, ...).
 
     Returns:
-        ``{"videos", "done", "skipped", "failed", "no_face", "dim", "model", "output_dir", "failures"}``.
+        ``{"videos", "done", "skipped", "failed", "no_face", "dim", "model", "output_dir", "failures", "recorder"}``.
     """
-    import torch
-    from tqdm import tqdm
-
-    from emovid.batch import BatchRecorder
-    from emovid.faces.detect import create_detector
-    from emovid.utils.io import atomic_path, write_json
+    from emovid.engine import device_options, read_manifest
+    from emovid.engine import run as run_batch
 
     if num_crops < 1:
         raise ConfigError(f"--num-crops must be at least 1, got {num_crops}")
@@ -215,43 +270,29 @@ def embed_videos(
     ignored: list[tuple[Path, str]] = []
     videos = find_videos(base_path, split, folders, ignored)
     out = Path(output_root) / split
-    out.mkdir(parents=True, exist_ok=True)
-    rec = BatchRecorder(out / "failures.jsonl", unit="videos", key="video", strict=strict)
-    rec.ignore(ignored)
-    rec.total = len(videos)
-    todo = [v for v in videos if overwrite or not (out / f"{v.stem}.pt").exists()]
-    rec.skipped = len(videos) - len(todo)
-    embedder = FaceEmbedder(model, pretrained, device) if todo else None
-    det = create_detector(detector)
-    if embedder is not None:
-        # How the files were made: trained heads record it, so `emovid analyze --checkpoint` embeds new videos alike.
-        write_json(
-            out / RECIPE_FILE,
-            {
-                "model": model,
-                "weights": os.path.abspath(embedder.weights)
-                if embedder.weights and os.path.isfile(embedder.weights)
-                else embedder.weights,
-                "num_crops": int(num_crops),
-                "margin": float(margin),
-                "detector": detector if isinstance(detector, str) else getattr(det, "name", "haar"),
-                "dim": int(embedder.dim),
-            },
-        )
-    no_face = 0
-    for v in tqdm(todo, desc=f"faces embed {split}", unit="video", disable=not progress or not todo):
-        with rec.guard(v):
-            record = embed_video(v, embedder, num_crops=num_crops, margin=margin, detector=det, batch_size=batch_size)
-            rec.damaged(v, record.get("damaged"))
-            with atomic_path(out / f"{v.stem}.pt") as tmp:
-                torch.save(record, tmp)
-            rec.success()
-            no_face += record["length"] == 0
+    job = FacesEmbedJob(model, pretrained, int(num_crops), float(margin), detector, batch_size, out)
+    base = Path(base_path)
+    inputs = [Input(v.relative_to(base).as_posix() if v.is_relative_to(base) else str(v), v) for v in videos]
+    rec = run_batch(
+        job,
+        inputs,
+        out,
+        overwrite=overwrite,
+        strict=strict,
+        ignored=ignored,
+        progress=progress,
+        **{**device_options(device), **(engine_options or {})},
+    )
+    manifest = read_manifest(out)
+    finished = [manifest[i.id] for i in inputs if i.id in manifest]
+    dim = job.embedder.dim if job.embedder else None
+    if dim is None and (out / RECIPE_FILE).exists():
+        dim = (find_recipe(out) or {}).get("dim")
     return {
         **rec.to_dict(),
         "videos": len(videos),
-        "no_face": int(no_face),
-        "dim": embedder.dim if embedder else None,
+        "no_face": sum(1 for e in finished if e.get("length") == 0),  # over every finished video
+        "dim": dim,
         "model": model,
         "output_dir": str(out),
         "recorder": rec,

@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from emovid.batch import BatchRecorder, require_inputs, scan_folder
+from emovid.batch import require_inputs, scan_folder
 from emovid.data.readers.captions import PLUTCHIK_EMOTIONS
+from emovid.engine import Input, Job
 from emovid.errors import ConfigError, EmovidError, InputNotFoundError, display_path
 
 log = logging.getLogger(__name__)
@@ -335,6 +336,49 @@ def _row(it: VideoItem, emotions, source: str, damage: dict | None = None) -> di
     return row
 
 
+class IndexJob(Job):
+    """``emovid index build/add`` on the batch engine: one video = one vector + metadata row.
+
+    Each finished video's vector and row go to the engine's journal (``manifest.jsonl`` in the index folder); at
+    the end rank 0 appends those not yet in the index, in input order, and rebuilds ``index.faiss``.
+    """
+
+    name = "index"
+    key = "video"
+
+    def __init__(self, embedder, items: list[VideoItem], index, spec):
+        self.embedder, self.index, self.spec = embedder, index, spec
+        self.items = {str(it.path): it for it in items}
+        self.order = list(self.items)
+
+    def outputs_exist(self, item: Input, entry: dict) -> bool:
+        return "vector" in entry
+
+    def process(self, item: Input, loaded) -> dict:
+        vecs, rows = self.embedder.embed([self.items[item.id]])
+        return {"vector": [float(x) for x in np.asarray(vecs[0], np.float32)], "row": rows[0]}
+
+    def damage(self, result: dict) -> dict | None:
+        return result["row"].get("damaged")
+
+    def write(self, item: Input, result: dict, out: Path) -> dict:
+        return {"vector": result["vector"], "row": result["row"]}
+
+    def finish(self, out: Path, manifest: dict, failures: dict) -> None:
+        have = self.index.done()
+        new = [manifest[p] for p in self.order if p in manifest and manifest[p]["row"]["path"] not in have]
+        if new:
+            self.index.append(np.asarray([e["vector"] for e in new], np.float32), [e["row"] for e in new])
+        if len(self.index) == 0:
+            first = next(iter(failures.values()), None)
+            why = f"; first: {display_path(first['input'])}: {first['error']}" if first else ""
+            raise EmovidError(
+                f"none of the {len(self.order)} videos could be embedded, nothing to index (see "
+                f"{display_path(out / 'failures.jsonl')}){why}"
+            )
+        self.index.finalize(self.spec)
+
+
 def build_index(
     output: str | os.PathLike,
     items: list[VideoItem],
@@ -345,11 +389,17 @@ def build_index(
     progress: bool = True,
     strict: bool = False,
     ignored: list[tuple[Path, str]] | None = None,
+    engine_options: dict | None = None,
 ) -> dict[str, Any]:
-    """Embed ``items`` in batches into the index folder ``output`` (resumable; existing videos are skipped).
+    """Embed ``items`` into the index folder ``output`` on the shared batch engine (resumable; videos already in
+    the index are skipped).
 
     Any per-video failure is recorded in ``output/failures.jsonl`` and the build goes on; damaged videos are
     indexed with a warning and a ``damaged`` record in their row (``strict``: recorded as failures instead).
+
+    Args:
+        batch_size: unused since the build runs on the engine (one video per step); kept for callers.
+        engine_options: extra :func:`emovid.engine.run` options (``devices``, ``strategy``, ...).
 
     Returns:
         ``{"added", "skipped_existing", "failed", "failure_records", "warnings", "count", "mode", "recorder"}``.
@@ -357,6 +407,7 @@ def build_index(
     Raises:
         EmovidError: not a single video could be embedded (the failures are in ``failures.jsonl``).
     """
+    from emovid.engine import run as run_batch
     from emovid.retrieval.index import IndexSpec, VideoIndex
 
     spec = spec or IndexSpec()
@@ -364,46 +415,19 @@ def build_index(
         if not any(Path(r) == it.path or Path(r) in it.path.parents for r in roots):
             raise ConfigError(f"{it.path} is outside the index root(s) {', '.join(roots)}; pass --video-root")
     idx = VideoIndex.create(output, embedder.dim, spec, embedder.mode, embedder.encoder_info, roots)
-    rec = BatchRecorder(Path(output) / "failures.jsonl", unit="videos", key="video", strict=strict)
-    rec.ignore(ignored or [])
-    rec.total = len(items)
-    done = idx.done()
-    todo = [it for it in items if str(it.path) not in done]
-    rec.skipped = len(items) - len(todo)
-    bar = _progress(len(todo), progress)
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start : start + batch_size]
-        try:
-            vecs, rows = embedder.embed(batch)
-        except Exception:
-            vecs_l, rows_l = [], []
-            for it in batch:  # find the bad video(s) of the batch, keep the rest
-                with rec.guard(it.path):
-                    v, r = embedder.embed([it])
-                    vecs_l.append(v)
-                    rows_l += r
-            if not rows_l:
-                bar.update(len(batch))
-                continue
-            vecs, rows = np.concatenate(vecs_l), rows_l
-        keep = []
-        for k, row in enumerate(rows):
-            with rec.guard(row["path"]):
-                rec.damaged(row["path"], row.get("damaged"))
-                keep.append(k)
-        if keep:
-            idx.append(vecs[keep], [rows[k] for k in keep])
-            rec.success(len(keep))
-        bar.update(len(batch))
-    bar.close()
-    if len(idx) == 0:
-        first = f": {rec.error_lines(1)[0]}" if rec.failures else ""
-        raise EmovidError(
-            f"none of the {len(items)} videos could be embedded, nothing to index (failures: "
-            f"{display_path(rec.failures_path)}){first}",
-            roots[0] if roots else None,
-        )
-    idx.finalize(spec)
+    have = idx.done()
+    job = IndexJob(embedder, items, idx, spec)
+    inputs = [Input(str(it.path), it.path) for it in items if str(it.path) not in have]
+    rec = run_batch(
+        job,
+        inputs,
+        output,
+        strict=strict,
+        ignored=ignored or [],
+        progress=progress,
+        **{"accelerator": "cpu", "devices": 1, **(engine_options or {})},
+    )
+    rec.total, rec.skipped = len(items), rec.skipped + len(items) - len(inputs)
     return {
         **rec.to_dict(),
         "added": rec.done,
