@@ -146,14 +146,15 @@ def test_folder_run_with_corrupt_file_resume_and_report(media, tmp_path, capsys)
         (["{tmp}/nothing.mp4"], "nothing.mp4: no such file or folder; check the path"),
         (["{tmp}", "--fps", "0"], "--fps must be a positive number, got 0.0"),
         (["{tmp}", "--model", "nope_net"], "unknown model 'nope_net'"),
-        (["{tmp}", "--checkpoint", "{tmp}"], "not an emovid checkpoint folder (no train_config.yaml)"),
-        (["{tmp}", "--checkpoint", "{tmp}/ck"], "not a fusion checkpoint (its task is 'intensity')"),
+        (["{tmp}", "--checkpoint", "{tmp}"], "not a trained run (needs model.safetensors and train_config.yaml)"),
+        (["{tmp}", "--checkpoint", "{tmp}/ck"], "emovid index build --videos DIR -o IDX --model RUN"),
         (["{tmp}", "--detector", "dlib"], "unknown face detector 'dlib'"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
     (tmp_path / "ck").mkdir()
-    (tmp_path / "ck" / "train_config.yaml").write_text("task: intensity\n")
+    (tmp_path / "ck" / "train_config.yaml").write_text("task: retrieval\n")  # scored through an index instead
+    (tmp_path / "ck" / "model.safetensors").write_bytes(b"")
     (tmp_path / "x.png").write_bytes(b"")  # an input so that model/option errors are reached
     argv = ["analyze", *[a.format(tmp=tmp_path) for a in args], "-o", str(tmp_path / "o"), "--no-progress"]
     assert main(argv) == 1

@@ -210,9 +210,9 @@ def test_download_url_verifies_sha256(tmp_path, monkeypatch):
 
 def test_resolve_hf_id_offline_says_how_to_fetch(offline_cache):
     for spec in ("someorg/somemodel", "hf-hub:someorg/somemodel", "hub"):
-        with pytest.raises(WeightsUnavailableError, match=r"huggingface-cli download someorg/somemodel.*local-dir:"):
+        with pytest.raises(WeightsUnavailableError, match=r"`hf download someorg/somemodel`.*local-dir:"):
             resolve(spec, CFG, "m")
-    with pytest.raises(WeightsUnavailableError, match=r"someorg/somemodel/weights\.bin"):
+    with pytest.raises(WeightsUnavailableError, match=r"`hf download someorg/somemodel weights\.bin`"):
         resolve("hf-hub:someorg/somemodel/weights.bin", CFG, "m")
 
 

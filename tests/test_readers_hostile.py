@@ -94,8 +94,6 @@ def _cli(capsys, *args):
     return code, cap.out, cap.err
 
 
-
-
 def _vce_entry(**over):
     emo = {e: 0.0 for e in VCE_EMOTIONS}
     emo.update(over)

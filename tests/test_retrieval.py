@@ -364,6 +364,8 @@ def test_zero_shot_angry_query_ranks_angry_videos_first(zs_index, synth, capsys)
     assert main(["search", "a cartoon person", "--index", str(zs_index), "--compare", "-e", "joy"]) == 0
     got = capsys.readouterr()
     assert "mode: zero-shot (offline" in got.err and "joy:" in got.out and "precision@10" in got.out
+    assert "with emotion term (joy)" in got.out and "without (query text only)" in got.out
+    assert "without the term -> with it" in got.out
     only = s.search("a person", k=5, filter_emotions=["joy"])
     assert only.hits and all("joy" in h["dominant"] for h in only.hits)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 
 import pytest
@@ -278,6 +279,9 @@ def test_cli_train_seed_flags_and_errors(synth, tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert code == 0
+    lines = out.splitlines()  # first which weights the run starts from, then how much data it uses
+    assert lines[0] == f"{MODEL}: random init (it has no published weights)"
+    assert re.fullmatch(r"train \d+ videos, val \d+", lines[1]), lines[:2]
     assert json.loads(out[out.index("{") :])["task"] == "intensity"
     assert (tmp_path / "cli" / "model.safetensors").exists()
     code = main(

@@ -4,6 +4,7 @@ Submodules are imported on use so ``import emovid`` stays cheap: ``emovid.video`
 transforms), ``emovid.data`` (label formats, datasets, synthetic data), ``emovid.models`` (backbone registry).
 """
 
+import os
 from importlib.metadata import PackageNotFoundError, version
 
 from emovid.errors import EmovidError
@@ -13,4 +14,15 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
-__all__ = ["EmovidError", "__version__"]
+
+def load(run: str | os.PathLike, device: str = "cpu", clips: str | None = None, batch_size: int = 16):
+    """A trained run folder as a :class:`emovid.predict.Predictor`: ``emovid.load(run).predict_one("talk.mp4")``.
+
+    Imported on use (torch and the task modules load only now); see :func:`emovid.predict.load` for the arguments.
+    """
+    from emovid.predict import load as _load
+
+    return _load(run, device=device, clips=clips, batch_size=batch_size)
+
+
+__all__ = ["EmovidError", "__version__", "load"]

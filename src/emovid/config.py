@@ -69,7 +69,7 @@ class TrainConfig(YamlConfig):
     video_root: str | None = None
     output_dir: str = "runs/emovid"
     model: str | None = None  # default: the task's
-    pretrained: str | None = None
+    pretrained: str | None = None  # unset: the model's default weights (default_weights); none/random: random init
     allow_size_mismatch: bool = False
     model_args: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments for the model function
     num_frames: int | None = None  # clip geometry overrides of the model's pretrained_cfg

@@ -6,6 +6,7 @@
 'happy'
 """
 
+from emovid.analyze.batch import AnalyzeJob, analyze_inputs
 from emovid.analyze.pipeline import (
     FER_LABELS,
     IMAGE_EXTENSIONS,
@@ -15,7 +16,6 @@ from emovid.analyze.pipeline import (
     InputItem,
     UnreadableImageError,
     analyze_file,
-    analyze_inputs,
     collect_inputs,
     load_personality_predictor,
 )
@@ -29,6 +29,7 @@ __all__ = [
     "EmotionClassifier",
     "InputItem",
     "UnreadableImageError",
+    "AnalyzeJob",
     "analyze_file",
     "analyze_inputs",
     "collect_inputs",

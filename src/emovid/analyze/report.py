@@ -18,7 +18,18 @@ import numpy as np
 from emovid.errors import display_path
 from emovid.utils.io import atomic_open, atomic_path, write_json
 
-__all__ = ["EMOTION_COLOURS", "read_result", "svg_bars", "svg_timeline", "write_csv", "write_report", "write_result"]
+__all__ = [
+    "EMOTION_COLOURS",
+    "read_result",
+    "svg_bars",
+    "svg_curves",
+    "svg_timeline",
+    "task_columns",
+    "tasks_html",
+    "write_csv",
+    "write_report",
+    "write_result",
+]
 
 #: Line colours per emotion (colour-blind-friendly Okabe-Ito palette + grey for neutral).
 EMOTION_COLOURS = {
@@ -189,6 +200,190 @@ def svg_bars(emotions: dict, width: int = 320, height: int = 150) -> str:
     return "".join(parts)
 
 
+# ---- outputs of trained runs (emovid.predict records) ---------------------------------------------------------
+
+_CURVE_COLOURS = {"valence": "#0072B2", "arousal": "#D55E00", "intensity": "#E69F00", "embedding_norm": "#7F7F7F"}
+
+
+def task_columns(task: str) -> list[str]:
+    """The value columns of a task's prediction records, in order (:func:`emovid.predict.task_outputs`)."""
+    from emovid.predict import task_outputs
+
+    return task_outputs(task)
+
+
+def _binned(t: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """At most :data:`MAX_POINTS` points: long series are averaged into equal time bins."""
+    if len(t) <= MAX_POINTS:
+        return t, v
+    edges = np.linspace(t[0], t[-1] + 1e-9, MAX_POINTS + 1)
+    b = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, MAX_POINTS - 1)
+    n = np.bincount(b, minlength=MAX_POINTS)
+    keep = n > 0
+    vb = np.bincount(b, weights=v, minlength=MAX_POINTS)[keep] / n[keep]
+    return ((edges[:-1] + edges[1:]) / 2)[keep], vb
+
+
+def svg_curves(
+    t: list[float] | np.ndarray,
+    lines: dict[str, list[float]],
+    lo: float | None = None,
+    hi: float | None = None,
+    duration: float | None = None,
+    width: int = 720,
+    height: int = 180,
+) -> str:
+    """Inline SVG: named value series against time ``t`` (seconds), on ``[lo, hi]`` (default: the data's range).
+
+    The time axis runs from 0 to ``duration`` (default: the last time).
+    """
+    tt = np.asarray(t, np.float64)
+    vals = {k: np.asarray([np.nan if x is None else x for x in v], np.float64) for k, v in lines.items()}
+    finite = np.concatenate([v[np.isfinite(v)] for v in vals.values()]) if vals else np.zeros(0)
+    lo = float(finite.min()) if lo is None and finite.size else (0.0 if lo is None else lo)
+    hi = float(finite.max()) if hi is None and finite.size else (1.0 if hi is None else hi)
+    if hi - lo < 1e-9:  # a constant series sits in the middle of a small band
+        lo, hi = lo - 0.5, hi + 0.5
+    left, right, top, bottom = 48, 120, 10, 28
+    pw, ph = width - left - right, height - top - bottom
+    t0 = 0.0  # videos start at 0 s: window midpoints are drawn where they fall in the video
+    span = duration if duration and duration > 0 else (float(tt.max()) if tt.size and tt.max() > 0 else 1.0)
+    parts = [f'<svg class="curves" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">']
+    parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fafafa" stroke="#ccc"/>')
+    for k in range(3):
+        v = lo + (hi - lo) * k / 2
+        y = top + ph * (1 - k / 2)
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" stroke="#e4e4e4"/>')
+        parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10">{v:.3g}</text>')
+    for k in range(5):
+        x = left + pw * k / 4
+        parts.append(
+            f'<text x="{x:.1f}" y="{height - 10}" text-anchor="middle" font-size="10">{t0 + span * k / 4:.1f} s</text>'
+        )
+    for i, (name, v) in enumerate(vals.items()):
+        col = _CURVE_COLOURS.get(name, _EXTRA_COLOURS[i % len(_EXTRA_COLOURS)])
+        ok = np.isfinite(v) & np.isfinite(tt) if len(v) == len(tt) else np.zeros(0, bool)
+        bt, bv = _binned(tt[ok], v[ok])
+        pts = [
+            f"{left + pw * (a - t0) / span:.1f},{top + ph * (1 - (b - lo) / (hi - lo)):.1f}"
+            for a, b in zip(bt, bv, strict=True)
+        ]
+        if len(pts) == 1:
+            cx, cy = pts[0].split(",")
+            parts.append(f'<circle cx="{cx}" cy="{cy}" r="3" fill="{col}"/>')
+        elif pts:
+            parts.append(f'<polyline fill="none" stroke="{col}" stroke-width="1.5" points="{" ".join(pts)}"/>')
+        ly = top + 12 + 14 * i
+        parts.append(f'<rect x="{left + pw + 10}" y="{ly - 8}" width="10" height="10" fill="{col}"/>')
+        parts.append(f'<text x="{left + pw + 24}" y="{ly + 1}" font-size="11">{html.escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _svg_ranked(values: dict[str, float], width: int = 480, label_width: int = 170, colour: str = "#0072B2") -> str:
+    """Inline SVG bars of values in [0, 1] with room for long names (VCE's emotions), in the given order."""
+    row = 18
+    height = row * len(values) + 4
+    parts = [f'<svg class="bars" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">']
+    for i, (name, v) in enumerate(values.items()):
+        y = 2 + i * row
+        w = (width - label_width - 50) * min(max(float(v), 0.0), 1.0)
+        parts.append(
+            f'<text x="{label_width - 6}" y="{y + 13}" text-anchor="end" font-size="11">{html.escape(name)}</text>'
+            f'<rect x="{label_width}" y="{y + 3}" width="{w:.1f}" height="{row - 6}" fill="{colour}"/>'
+            f'<text x="{label_width + w + 4:.1f}" y="{y + 13}" font-size="10">{float(v):.2f}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _series_times(series: dict) -> tuple[list[float], float | None]:
+    """Per-frame ``t``, or the middle of each window (``t_start``/``t_end``), and where the last window ends."""
+    if "t" in series:
+        return list(series["t"]), None
+    ends = list(series.get("t_end", []))
+    mids = [(a + b) / 2 for a, b in zip(series.get("t_start", []), ends, strict=False)]
+    return mids, (max(ends) if ends else None)
+
+
+def _num(v) -> str:
+    return "—" if v is None else f"{float(v):.3f}"
+
+
+def _values_table(rec: dict, names) -> str:
+    rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{_num(rec.get(n))}</td></tr>" for n in names)
+    return f"<table>{rows}</table>"
+
+
+def _task_html(task: str, rec: dict) -> str:
+    from emovid.data.readers import FIV2_TRAITS, MOSEI_CLASSES, VCE_EMOTIONS
+
+    series = rec.get("series") or {}
+    t, end = _series_times(series)
+    body: list[str] = []
+    if rec.get("faces") == 0:
+        body.append("<p>No face found: no outputs.</p>")
+    if task == "intensity":
+        body.append(
+            f"<p>Intensity: <b>{_num(rec.get('intensity'))}</b> "
+            f'<span class="meta">(embedding norm {_num(rec.get("embedding_norm"))})</span></p>'
+        )
+        if t and "intensity" in series:
+            body.append(svg_curves(t, {"intensity": series["intensity"]}, duration=end))
+    elif task == "v2v":
+        body.append(f"<p>Valence (preference score, higher = more pleasant): <b>{_num(rec.get('valence'))}</b></p>")
+        if t and "valence" in series:
+            body.append(svg_curves(t, {"valence": series["valence"]}, duration=end))
+    elif task == "valence_arousal":
+        body.append(
+            f"<p>Valence <b>{_num(rec.get('valence'))}</b>, arousal <b>{_num(rec.get('arousal'))}</b> "
+            '<span class="meta">(means over the frames, in [-1, 1])</span></p>'
+        )
+        lines = {k: series[k] for k in ("valence", "arousal") if k in series}
+        if t and lines:
+            body.append(svg_curves(t, lines, lo=-1.0, hi=1.0, duration=end))
+    elif task == "vce":
+        top = [n for n in str(rec.get("top3") or "").split(";") if n]
+        items = "".join(f"<li>{html.escape(n)} ({_num(rec.get(n))})</li>" for n in top)
+        body.append(f"<p>Strongest emotions:</p><ol>{items}</ol>")
+        ranked = sorted((n for n in VCE_EMOTIONS if rec.get(n) is not None), key=lambda n: -float(rec[n]))[:10]
+        if ranked:
+            body.append(_svg_ranked({n: rec[n] for n in ranked}))
+    if task in ("emotion_dist", "fusion") and rec.get("faces") != 0:
+        body.append("<p>Emotions (MOSEI classes, a distribution)</p>")
+        body.append(svg_bars({c: rec.get(c) for c in MOSEI_CLASSES}))
+    if task in ("personality", "fusion") and rec.get("faces") != 0:
+        body.append(f"<p>Personality (OCEAN, in [0, 1])</p>{_values_table(rec, FIV2_TRAITS)}")
+    known = ("intensity", "v2v", "valence_arousal", "vce", "emotion_dist", "personality", "fusion")
+    if task not in known:  # a task added later: its numbers as a table
+        names = [k for k, v in rec.items() if isinstance(v, int | float) and not isinstance(v, bool)]
+        body.append(_values_table(rec, names))
+    return "\n".join(body)
+
+
+def tasks_html(summary_tasks: dict) -> str:
+    """HTML for ``summary["tasks"]``: per task name, its :mod:`emovid.predict` record (with or without ``series``).
+
+    Intensity and valence/arousal get their value and an inline-SVG curve over time (from ``series``), VCE its top 3
+    and a bar chart of the strongest emotions, MOSEI emotions a bar chart, traits a table. Self-contained (no
+    scripts, no files); uses the report's style sheet.
+    """
+    parts = []
+    for task, rec in summary_tasks.items():
+        if not isinstance(rec, dict):
+            continue
+        head = f"<h3>{html.escape(str(task))}</h3>"
+        if rec.get("error"):  # a task that failed on this input says so instead of showing nothing
+            parts.append(f'{head}<p class="err">{html.escape(str(rec["error"]))}</p>')
+            continue
+        dmg = ""
+        if rec.get("damaged"):
+            reasons = "; ".join(str(r) for r in rec["damaged"].get("reasons") or []) or "damaged"
+            dmg = f'<p class="meta">Damaged video, scored as far as it decodes: {html.escape(reasons)}</p>'
+        parts.append(f'<div class="task">{head}{dmg}{_task_html(str(task), rec)}</div>')
+    return "\n".join(parts)
+
+
 # ---- the report ---------------------------------------------------------------------------------------------
 
 _CSS = """
@@ -240,7 +435,9 @@ def _section(out: Path, key: str, result: dict) -> str:
     body.append(f"<p>Dominant emotion: <b>{dom_txt}</b></p>")
     plot = svg_timeline(result) if result.get("kind") == "video" else ""
     body.append(f'<div class="row">{plot}{svg_bars(s.get("emotions_mean") or {})}</div>')
-    if s.get("personality"):
+    if s.get("tasks"):  # trained runs given with --checkpoint (their traits are shown there)
+        body.append(tasks_html(s["tasks"]))
+    elif s.get("personality"):
         rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.3f}</td></tr>" for k, v in s["personality"].items())
         body.append(f"<p>Personality (fusion model)</p><table>{rows}</table>")
     body.append(_thumbs_html(out, key, result))

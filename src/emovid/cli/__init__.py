@@ -62,7 +62,8 @@ def _load_commands() -> None:
     # Importing a module registers its commands on `app`.
     from emovid.cli import video  # noqa: F401
 
-    for name in ("data", "models", "train", "extract", "pretrain", "retrieval", "faces", "analyze"):
+    groups = ("data", "models", "weights", "train", "extract", "predict", "pretrain", "retrieval", "faces", "analyze")
+    for name in groups:
         try:
             __import__(f"emovid.cli.{name}")
         except ModuleNotFoundError as e:  # a command group that is not part of this build yet
@@ -113,6 +114,28 @@ class _WarningLines(logging.Handler):
 _HANDLER = _WarningLines(logging.WARNING)
 
 
+class _RunLines(logging.Handler):
+    """The ``emovid.run`` notes (which weights a run starts from, its split sizes) as plain lines on stdout."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            typer.echo(record.getMessage())
+        except Exception:  # a log line must never break a run
+            self.handleError(record)
+
+
+_RUN_HANDLER = _RunLines(logging.INFO)
+
+
+def _plain_help_when_piped() -> None:
+    # Rich draws help as a table cut to the terminal width (80 columns when piped), truncating option names like
+    # `--data,--data-csv,-…`; piped help (`| less`, `| grep`, files) gets click's plain, wrapped layout instead.
+    if not sys.stdout.isatty():
+        app.rich_markup_mode = None
+        # child contexts inherit the width; 100 columns keeps option names and their help on one line more often
+        app.info.context_settings = {**(app.info.context_settings or {}), "terminal_width": 100}
+
+
 def _run(args: list[str], argv: list[str] | None, debug: bool) -> int:
     from emovid import batch
 
@@ -121,6 +144,12 @@ def _run(args: list[str], argv: list[str] | None, debug: bool) -> int:
     if _HANDLER not in logger.handlers:
         logger.addHandler(_HANDLER)
     logger.setLevel(logging.INFO if debug else logging.WARNING)
+    notes = logging.getLogger("emovid.run")
+    if _RUN_HANDLER not in notes.handlers:
+        notes.addHandler(_RUN_HANDLER)
+    notes.setLevel(logging.INFO)
+    notes.propagate = False  # the notes are not warnings: keep them off the stderr handler
+    _plain_help_when_piped()
     batch.DEBUG = debug  # --debug: per-input bugs surface with their traceback instead of being recorded
     try:
         rv = app(args=args, prog_name="emovid", standalone_mode=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from emovid.cli import app, err
-from emovid.cli._batch import finish
+from emovid.cli._batch import engine_options, finish
 from emovid.errors import display_path
 
 
@@ -22,10 +22,11 @@ def analyze(
     pretrained: str | None = typer.Option(
         None, "--pretrained", help="Weights for --model: tag, file, local-dir:PATH (default: the bundled ones)."
     ),
-    checkpoint: Path | None = typer.Option(
+    checkpoint: list[Path] | None = typer.Option(
         None,
         "--checkpoint",
-        help="Seed-001 fusion (or personality) checkpoint folder: adds OCEAN traits to each video's summary.",
+        help="A run folder from `emovid train` (repeatable; any task but retrieval): its predictions (intensity, "
+        "VCE emotions, valence/arousal, MOSEI emotions, OCEAN traits) join each video's summary and the report.",
     ),
     batch_size: int = typer.Option(64, "--batch-size", "--batch_size", help="Face crops per forward pass."),
     detector: str = typer.Option(
@@ -42,6 +43,13 @@ def analyze(
     ),
     max_side: int = typer.Option(1280, "--max-side", help="Decode frames larger than this downscaled."),
     device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, ...)."),
+    devices: str | None = typer.Option(
+        None,
+        "--devices",
+        help="Shard the inputs over devices with Lightning: a count or a list like 0,1 (with --device cuda).",
+    ),
+    num_nodes: int = typer.Option(1, "--num-nodes", help="Nodes (with torchrun or SLURM)."),
+    strategy: str = typer.Option("auto", "--strategy", help="Lightning strategy for many devices (auto, ddp, ...)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo inputs whose JSON exists (default: skip them)."),
     strict: bool = typer.Option(
         False, "--strict", help="Fail damaged videos (default: analyse the frames that decode, with a warning)."
@@ -69,8 +77,18 @@ def analyze(
     if isinstance(weights, str) and weights.lower() in ("none", "random"):
         weights = None
     s = analyze_inputs(
-        inputs, output_dir, model=model, pretrained=weights, options=opts, checkpoint=checkpoint, device=device, log=err
+        inputs,
+        output_dir,
+        model=model,
+        pretrained=weights,
+        options=opts,
+        checkpoint=checkpoint or None,
+        device=device,
+        log=err,
+        engine_options=engine_options(device, devices, num_nodes, strategy),
     )
+    if s["recorder"].rank:  # another rank of a distributed run: rank 0 reports for all
+        return 0
     for r in s["results"]:
         dom = r.get("dominant_emotion") or "no face"
         typer.echo(

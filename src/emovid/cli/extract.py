@@ -17,7 +17,10 @@ def extract(
     ),
     model: str | None = typer.Option(None, "--model", help="Registered model name (instead of --checkpoint)."),
     pretrained: str | None = typer.Option(
-        None, "--pretrained", help="Weights for --model: tag, file, local-dir:PATH, hub id or URL."
+        None,
+        "--pretrained",
+        help="Weights for --model: tag, file, local-dir:PATH, hub id, URL or none (random init); default: the "
+        "model's default tag (* in `emovid list-models`).",
     ),
     allow_size_mismatch: bool = typer.Option(
         False, "--allow-size-mismatch", help="Load the tensors that fit (e.g. a pretext front-end into a GRU model)."
@@ -32,7 +35,7 @@ def extract(
         None, "--output-dir", "--output_dir", "-o", help="Where the feature files and manifest.jsonl go."
     ),
     fmt: str = typer.Option(
-        "npy", "--format", help='npy: float32 [D] or [N, D]; pt: {"emb": Tensor[N, D], "length": N} (seed 001).'
+        "npy", "--format", help='npy: float32 [D] or [N, D]; pt: {"emb": Tensor[N, D], "length": N} (as faces embed).'
     ),
     clips: str | None = typer.Option(
         None,

@@ -7,10 +7,10 @@ from pathlib import Path
 import typer
 
 from emovid.cli import app
-from emovid.cli._batch import finish
+from emovid.cli._batch import engine_options, finish
 
 faces_app = typer.Typer(
-    help="Face crops and face embeddings (seed 001).",
+    help="Face crops and face embeddings (the input of emotion_dist, personality and fusion training).",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -34,7 +34,10 @@ def embed(
         ..., "--output_root", "--output-root", help="Where OUTPUT_ROOT/SPLIT/VIDEO.pt files go."
     ),
     folders: list[str] | None = typer.Option(
-        None, "--folders", help="Sub-folders of BASE to read (FIV2's training80_01 ...); repeat or list them."
+        None,
+        "--folders",
+        help="Sub-folders of BASE to read (FIV2's training80_01 ...); repeat or list them; a quoted glob such as "
+        "'training80_*' matches inside BASE.",
     ),
     model: str = typer.Option("emonext_base", "--model", help="Registered face model (forward_features on crops)."),
     pretrained: str | None = typer.Option(
@@ -49,6 +52,13 @@ def embed(
     ),
     batch_size: int = typer.Option(32, "--batch-size", "--batch_size", help="Crops per forward pass."),
     device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, cuda:1, ...)."),
+    devices: str | None = typer.Option(
+        None,
+        "--devices",
+        help="Shard the inputs over devices with Lightning: a count or a list like 0,1 (with --device cuda).",
+    ),
+    num_nodes: int = typer.Option(1, "--num-nodes", help="Nodes (with torchrun or SLURM)."),
+    strategy: str = typer.Option("auto", "--strategy", help="Lightning strategy for many devices (auto, ddp, ...)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Recompute videos whose .pt exists."),
     strict: bool = typer.Option(
         False, "--strict", help="Fail damaged videos (default: embed the frames that decode, with a warning)."
@@ -79,6 +89,7 @@ def embed(
         overwrite=overwrite,
         progress=progress,
         strict=strict,
+        engine_options=engine_options(device, devices, num_nodes, strategy),
     )
     return finish(
         s["recorder"], s["output_dir"], detail=f" ({s['no_face']} without any face; {s['model']}, dim {s['dim']})"

@@ -79,7 +79,7 @@ def _weights_text(row: dict) -> str:
 
 def format_table(rows: list[dict]) -> str:
     """Aligned text table: name, family, params, clip (frames x stride), input size, face crop, weights."""
-    header = ["name", "family", "params", "clip", "input", "face", "weights (*=default)"]
+    header = ["name", "family", "params", "clip", "input", "face", "weights (*=default: what train/extract load)"]
     body = []
     for r in rows:
         h, w = r["input_size"]

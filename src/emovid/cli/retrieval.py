@@ -130,14 +130,19 @@ def search(
         if as_json:
             typer.echo(json.dumps(out, indent=2))
             return 0
-        typer.echo(f"query {out['query']!r}; emotion term: {', '.join(out['emotions'])} ({out['emotion_source']})")
-        typer.echo(f"{'rank':>4}  {'with emotion':<28}{'without':<28}")
+        terms = ", ".join(out["emotions"])
+        typer.echo(f"query {out['query']!r}; emotion term: {terms} ({out['emotion_source']})")
+        # Say in each column header which ranking holds the emotion term: "with"/"without" alone left users guessing.
+        left, right = f"with emotion term ({terms})", "without (query text only)"
+        width = max(28, len(left) + 2)
+        typer.echo(f"{'rank':>4}  {left:<{width}}{right}")
         for a, b in zip(out["with"], out["without"], strict=True):
-            typer.echo(f"{a['rank']:>4}  {str(a['video_id']):<28}{str(b['video_id']):<28}")
+            typer.echo(f"{a['rank']:>4}  {str(a['video_id']):<{width}}{b['video_id']}")
         for e, v in out["summary"].items():
             typer.echo(
-                f"{e}: {v['videos']} videos; precision@{k} {v['precision_at_k_without']:.2f} -> "
-                f"{v['precision_at_k_with']:.2f}; mean rank {_f(v['mean_rank_without'])} -> {_f(v['mean_rank_with'])}"
+                f"{e}: {v['videos']} videos showing it; without the term -> with it: precision@{k} "
+                f"{v['precision_at_k_without']:.2f} -> {v['precision_at_k_with']:.2f}, mean rank "
+                f"{_f(v['mean_rank_without'])} -> {_f(v['mean_rank_with'])}"
             )
         return 0
     res = s.search(query, k=k, emotions=emotion, filter_emotions=filter_emotion, use_emotion=not no_emotion)

@@ -10,8 +10,10 @@ import typer
 from emovid.cli import app
 
 TASK_HELP = (
-    "intensity (seed 000) | vce | v2v (seed 004) | valence_arousal (seed 003) | emotion_dist | personality | "
-    "fusion (seed 001, on `emovid faces embed` output)"
+    "intensity (rank videos by how strongly they show emotion) | vce (27 emotion intensities) | v2v (which of two "
+    "videos is preferred) | valence_arousal (valence and arousal over time) | emotion_dist (MOSEI emotion "
+    "distribution) | personality (First Impressions OCEAN traits) | fusion (both at once) | retrieval (text-video "
+    "search with emotion). emotion_dist, personality and fusion train on `emovid faces embed` output."
 )
 
 
@@ -27,10 +29,15 @@ def train(
     output_dir: str = typer.Option("runs/emovid", "--output-dir", "--output_dir", "-o", help="Checkpoint folder."),
     model: str | None = typer.Option(None, "--model", help="Backbone (emovid list-models); default per task."),
     pretrained: str | None = typer.Option(
-        None, "--pretrained", "--model-path", "--model_path", help="Weights: tag, file, local-dir:PATH, hub id, URL."
+        None,
+        "--pretrained",
+        "--model-path",
+        "--model_path",
+        help="Weights to start from: tag, file, local-dir:PATH, hub id, URL, or none (random init). Default: the "
+        "model's default tag (* in `emovid list-models`), downloaded once into $EMOVID_HOME/weights.",
     ),
     allow_size_mismatch: bool = typer.Option(
-        False, "--allow-size-mismatch", "--allow_size_mismatch", help="Skip checkpoint tensors of another shape."
+        False, "--allow-size-mismatch", "--allow_size_mismatch", help="Load what fits (skip tensors of another shape)."
     ),
     model_arg: list[str] = typer.Option([], "--model-arg", help="KEY=VALUE passed to the model (repeatable)."),
     num_frames: int | None = typer.Option(None, "--num-frames", help="Frames per clip (default: the model's)."),

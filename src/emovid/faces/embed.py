@@ -13,8 +13,9 @@ Samples where the main face was not detected are not invented: they are left out
 zero rows at the end (the sequence heads in :mod:`emovid.models.heads` mask all-zero rows). The file loads with
 ``torch.load(..., weights_only=True)``.
 
-Input folders: ``BASE/F`` for each ``--folders F`` (First Impressions V2's ``training80_01`` ...); otherwise
-``BASE/SPLIT`` when it exists (CMU-MOSEI's ``emo_video/train``), else ``BASE`` itself; searched recursively.
+Input folders: ``BASE/F`` for each ``--folders F`` (First Impressions V2's ``training80_01`` ..., or a glob such as
+``'training80_*'`` matched inside ``BASE``); otherwise ``BASE/SPLIT`` when it exists (CMU-MOSEI's
+``emo_video/train``), else ``BASE`` itself; searched recursively.
 Existing outputs are skipped (resume); each file is written atomically; failures go to
 ``OUTPUT_ROOT/SPLIT/failures.jsonl`` (rewritten each run: failed videos are retried).
 """
@@ -58,12 +59,11 @@ def find_videos(
     if not base.is_dir():
         raise InputNotFoundError(base, "folder")
     if folders:
-        dirs = [base / f for f in folders]
-        for d in dirs:
-            if not d.is_dir():
-                raise InputNotFoundError(d, "folder (from --folders)")
+        dirs = _expand_folders(base, folders)
+    elif (base / split).is_dir():
+        dirs = [base / split]
     else:
-        dirs = [base / split] if (base / split).is_dir() else [base]
+        dirs = [base]
     seen: dict[str, Path] = {}
     left_out: list[tuple[Path, str]] = []
     for d in dirs:
@@ -80,6 +80,29 @@ def find_videos(
     if ignored is not None:
         ignored.extend(left_out)
     return sorted(seen.values(), key=os.fsencode)
+
+
+def _expand_folders(base: Path, folders: Sequence[str]) -> list[Path]:
+    """``BASE/F`` for each ``F``; a glob (``training80_*``, quoted so the shell leaves it) matches folders of ``BASE``.
+
+    Raises:
+        InputNotFoundError: a named folder that does not exist.
+        ConfigError: a glob that matches no folder.
+    """
+    import glob
+
+    dirs: list[Path] = []
+    for f in folders:
+        if glob.has_magic(f):
+            matches = sorted(p for p in base.glob(f) if p.is_dir())
+            if not matches:
+                raise ConfigError(f"{display_path(base)}: --folders {f!r} matches no folder here; check --base_path")
+            dirs += matches
+        elif (base / f).is_dir():
+            dirs.append(base / f)
+        else:
+            raise InputNotFoundError(base / f, "folder (from --folders)")
+    return list(dict.fromkeys(dirs))  # a folder named twice (by a glob and by name) is read once
 
 
 def find_recipe(root: str | os.PathLike) -> dict | None:

@@ -85,10 +85,13 @@ class YuNetFaceDetector(FaceDetector):
             if self.weights not in YUNET_WEIGHTS.weights:
                 raise
             src = YUNET_WEIGHTS.weights[self.weights]
+            why = getattr(e, "reason", "offline")
             raise WeightsUnavailableError(
-                f"YuNet weights {src.hf_filename} are not cached and cannot be downloaded here; on a connected "
-                f"machine get it from https://huggingface.co/{src.hf_hub_id} (`huggingface-cli download "
-                f"{src.hf_hub_id} {src.hf_filename}`), then give --detector yunet:PATH/{src.hf_filename}"
+                f"YuNet weights {src.hf_filename} (Hugging Face repo {src.hf_hub_id}) are not cached and cannot be "
+                f"downloaded: {why}. On a connected machine run `emovid weights fetch yunet --to DIR` and copy DIR "
+                f"here as $EMOVID_HOME, or `hf download {src.hf_hub_id} {src.hf_filename}` (or download "
+                f"https://huggingface.co/{src.hf_hub_id}/resolve/main/{src.hf_filename}), then give "
+                f"--detector yunet:PATH/{src.hf_filename}"
             ) from e
         try:
             self._net = cv2.FaceDetectorYN.create(

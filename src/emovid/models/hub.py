@@ -1,50 +1,68 @@
 """Finding and loading pretrained weights: tags, local files, local folders, Hugging Face repos and URLs.
 
-Offline (``EMOVID_OFFLINE=1``, ``HF_HUB_OFFLINE=1`` or no network) a download that is needed becomes a
-:class:`~emovid.errors.WeightsUnavailableError` naming the file and the place to put it; files already in the
-cache (``$EMOVID_CACHE``, default ``~/.cache/emovid``) are used without asking the network.
+Weights live in ``$EMOVID_HOME/weights`` (``$EMOVID_CACHE`` is an older name for ``EMOVID_HOME``; default
+``~/.cache/emovid``): files from URLs directly, Hugging Face files in ``weights/hf`` (the hub's cache layout) when
+``EMOVID_HOME`` is set, else in the Hugging Face cache. Files already there are used without asking the network.
+:func:`fetch_weights` (``emovid weights fetch``) downloads ahead of time, e.g. for an offline cluster.
+
+Offline (``EMOVID_OFFLINE=1``, ``HF_HUB_OFFLINE=1``, or a host that does not answer a short probe, see
+:func:`unreachable`) a download that is needed becomes, at once, a :class:`~emovid.errors.WeightsUnavailableError`
+naming the file, its URL or hub id, the command that fetches it and where to put it.
 
 Every checkpoint is read by :func:`load_checkpoint`, which never runs code stored in a pickle: only tensors,
 plain data and a few allow-listed types (:func:`checkpoint_safe_globals`) are rebuilt, unless the user trusts
 checkpoints (``emovid --trust-checkpoint``, ``EMOVID_TRUST_CHECKPOINT=1``).
+
+This module resolves, downloads and fetches; the folders and network checks are :mod:`emovid.models.hub_env`,
+checkpoint reading and state-dict loading :mod:`emovid.models.checkpoint`. Their names are importable from here.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
-import pickle
-import re
 import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn as nn
 
 from emovid.errors import InputNotFoundError, ModelError, WeightsUnavailableError
+from emovid.models.checkpoint import STATE_DICT_FILES as STATE_DICT_FILES
+from emovid.models.checkpoint import TRUST_ENV as TRUST_ENV
+from emovid.models.checkpoint import TRUST_FLAG as TRUST_FLAG
+from emovid.models.checkpoint import LoadReport as LoadReport
+from emovid.models.checkpoint import _first_line as _first_line
+from emovid.models.checkpoint import _refusal as _refusal
+from emovid.models.checkpoint import checkpoint_safe_globals as checkpoint_safe_globals
+from emovid.models.checkpoint import load_checkpoint as load_checkpoint
+from emovid.models.checkpoint import load_state_dict as load_state_dict
+from emovid.models.checkpoint import load_state_dict_file as load_state_dict_file
+from emovid.models.checkpoint import set_trust_checkpoints as set_trust_checkpoints
+from emovid.models.checkpoint import state_dict_from_dir as state_dict_from_dir
+from emovid.models.checkpoint import trust_checkpoints as trust_checkpoints
+from emovid.models.checkpoint import unwrap_state_dict as unwrap_state_dict
+from emovid.models.hub_env import HOME_ENV as HOME_ENV
+from emovid.models.hub_env import NETWORK_TIMEOUT_ENV as NETWORK_TIMEOUT_ENV
+from emovid.models.hub_env import OFFLINE_ENVS as OFFLINE_ENVS
+from emovid.models.hub_env import _home_is_set as _home_is_set
+from emovid.models.hub_env import _offline_env as _offline_env
+from emovid.models.hub_env import _reason as _reason
+from emovid.models.hub_env import cache_dir as cache_dir
+from emovid.models.hub_env import forget_network_probes as forget_network_probes
+from emovid.models.hub_env import hf_cache_dir as hf_cache_dir
+from emovid.models.hub_env import home_dir as home_dir
+from emovid.models.hub_env import is_offline as is_offline
+from emovid.models.hub_env import network_timeout as network_timeout
+from emovid.models.hub_env import unreachable as unreachable
+from emovid.models.hub_env import use_home as use_home
 from emovid.models.registry import PretrainedCfg, WeightSource
-
-log = logging.getLogger(__name__)
-
-STATE_DICT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "model.pt")
-
-
-def cache_dir() -> Path:
-    """Where downloaded weights are kept: ``$EMOVID_CACHE`` or ``~/.cache/emovid``, plus ``/weights``."""
-    root = os.environ.get("EMOVID_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "emovid")
-    return Path(root) / "weights"
-
-
-def is_offline() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("EMOVID_OFFLINE", "HF_HUB_OFFLINE"))
-
 
 # ---- resolving a `pretrained=` value to something on disk ------------------------------------------------------
 
@@ -73,7 +91,7 @@ def resolve(pretrained: str | bool, cfg: PretrainedCfg | None = None, model_name
         pretrained = cfg.default_tag
     spec = str(pretrained)
     if spec in cfg.weights:
-        return _resolve_source(cfg.weights[spec], f"{model_name}:{spec}")
+        return _resolve_source(cfg.weights[spec], f"{model_name}:{spec}", fetch=f"{model_name}.{spec}")
     if spec.startswith("local-dir:"):
         p = Path(spec[len("local-dir:") :]).expanduser()
         if not p.is_dir():
@@ -99,25 +117,72 @@ def resolve(pretrained: str | bool, cfg: PretrainedCfg | None = None, model_name
     )
 
 
-def _resolve_source(src: WeightSource, label: str) -> Resolved:
+def _resolve_source(src: WeightSource, label: str, fetch: str | None = None, into_home: bool = False) -> Resolved:
+    """``src`` on local disk; ``fetch`` is the ``emovid weights fetch`` argument that gets it (for messages).
+
+    ``into_home``: Hugging Face files must end up in :func:`hf_cache_dir` (not found in the hub's own cache).
+    """
     if src.url:
-        return Resolved(download_url(src.url, src.sha256, src.filename), "file", label)
+        return Resolved(download_url(src.url, src.sha256, src.filename, fetch=fetch), "file", label)
     if src.hf_hub_id:
-        return _resolve_hf(src, label)
+        return _resolve_hf(src, label, fetch=fetch, into_home=into_home)
     raise ModelError(f"weights {label} have no URL or hub id")
 
 
-def download_url(url: str, sha256: str | None = None, filename: str | None = None) -> Path:
-    """Download ``url`` into the cache (once) and verify ``sha256`` when given; returns the cached path."""
+def _no_download(url: str) -> str | None:
+    """Why nothing can be downloaded from ``url`` now (offline setting or a silent host), or ``None``."""
+    if url.startswith("file:"):  # a local copy needs no network, offline or not
+        return None
+    env = _offline_env()
+    if env:
+        return f"{env}=1 is set (unset it to download)"
+    why = unreachable(url)
+    if why:
+        host = url.split("://", 1)[-1].split("/", 1)[0]
+        return f"{host} cannot be reached ({why}; on machines without network set EMOVID_OFFLINE=1)"
+    return None
+
+
+def _fetch_hint(fetch: str | None) -> str:
+    return f"`emovid weights fetch {fetch} --to DIR` and copy DIR here as $EMOVID_HOME, or " if fetch else ""
+
+
+def download_url(url: str, sha256: str | None = None, filename: str | None = None, fetch: str | None = None) -> Path:
+    """Download ``url`` into :func:`cache_dir` (once) and verify ``sha256`` when given; returns the cached path.
+
+    Args:
+        fetch: the ``emovid weights fetch`` argument that gets this file, named in the offline message.
+
+    Raises:
+        WeightsUnavailableError: offline, the host does not answer, or the download failed (the message names the
+            file, the URL, the command that fetches it and where to put it).
+        ModelError: the file does not match ``sha256``.
+    """
     name = filename or os.path.basename(url.split("?")[0]) or hashlib.sha256(url.encode()).hexdigest()[:16]
     dest = cache_dir() / name
     if dest.exists():
         if sha256 and _sha256(dest) != sha256.lower():
-            raise ModelError("checksum mismatch for cached weights; delete it and retry", dest)
+            raise ModelError(
+                f"checksum mismatch for cached weights (sha256 {_sha256(dest)[:16]}..., expected "
+                f"{sha256.lower()[:16]}...); delete the file and fetch it again",
+                dest,
+            )
         return dest
-    hint = f"download {url} on a connected machine and save it as {dest} (or pass the file's path as pretrained)"
-    if is_offline():
-        raise WeightsUnavailableError(f"offline, cannot download weights: {hint}", dest)
+    safe_url = url.split("?")[0]  # query strings can hold access tokens (Azure SAS): never print them
+
+    def unavailable(why: str) -> WeightsUnavailableError:
+        e = WeightsUnavailableError(
+            f"weights {name} are not here and cannot be downloaded: {why}. On a connected machine run "
+            f"{_fetch_hint(fetch)}download {safe_url} and put it at this path (the folder is $EMOVID_HOME/weights), "
+            "or pass the file with --pretrained FILE (--pretrained none: random init)",
+            dest,
+        )
+        e.reason = why  # for callers that word their own message (YuNet)
+        return e
+
+    why = _no_download(url)
+    if why:
+        raise unavailable(why)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=dest.parent)
     try:
@@ -127,38 +192,153 @@ def download_url(url: str, sha256: str | None = None, filename: str | None = Non
             head = f.read(256).lstrip().lower()
         if head.startswith((b"<!doctype html", b"<html")):
             # e.g. a Google Drive quota page or an expired link: never cache it as if it were the weights
-            raise WeightsUnavailableError(f"{url} returned a web page, not a weights file: {hint}", dest)
+            raise unavailable(f"{safe_url} returned a web page, not a weights file")
         if sha256 and _sha256(Path(tmp)) != sha256.lower():
-            raise ModelError(f"downloaded file from {url} does not match its sha256; not using it", dest)
+            raise ModelError(
+                f"the file downloaded from {safe_url} does not match its sha256 (got {_sha256(Path(tmp))[:16]}..., "
+                f"expected {sha256.lower()[:16]}...); not using it",
+                dest,
+            )
         os.replace(tmp, dest)
     except (urllib.error.URLError, OSError, TimeoutError) as e:
-        raise WeightsUnavailableError(f"cannot download weights ({e}): {hint}", dest) from e
+        raise unavailable(f"the download failed ({_reason(getattr(e, 'reason', e))})") from e
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return dest
 
 
-def _resolve_hf(src: WeightSource, label: str) -> Resolved:
+# TensorFlow, Flax, ONNX and Core ML files of a hub repo are never read: do not download them with the weights.
+_HF_IGNORE = ["*.h5", "*.msgpack", "*.onnx", "*.ot", "*.tflite", "*.mlmodel", "coreml/*", "onnx/*", "openvino/*"]
+
+
+def _hf_endpoint() -> str:
+    from huggingface_hub import constants
+
+    # read at each call (constants.ENDPOINT is fixed when huggingface_hub is imported)
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def _hf_get(src: WeightSource, cache: Path | None, local_only: bool) -> Path:
+    import huggingface_hub as hf
+
+    if local_only and src.hf_filename:
+        # not hf_hub_download(local_files_only=True): it builds request headers, which asks the Hub for its
+        # "agent harness" list (3 s time-out) even though no file is downloaded
+        found = hf.try_to_load_from_cache(src.hf_hub_id, src.hf_filename, cache_dir=str(cache) if cache else None)
+        if not isinstance(found, str):
+            raise FileNotFoundError(src.hf_filename)
+        return Path(found)
+    kw: dict[str, Any] = {"cache_dir": str(cache) if cache else None, "local_files_only": local_only}
+    if not local_only:
+        kw["endpoint"] = _hf_endpoint()
+    if src.hf_filename:
+        return Path(hf.hf_hub_download(src.hf_hub_id, src.hf_filename, **kw))
+    return Path(hf.snapshot_download(src.hf_hub_id, ignore_patterns=_HF_IGNORE, **kw))
+
+
+def _resolve_hf(src: WeightSource, label: str, fetch: str | None = None, into_home: bool = False) -> Resolved:
     try:
-        import huggingface_hub as hf
+        from huggingface_hub import constants
     except ImportError as e:  # pragma: no cover - transformers depends on it
         raise ModelError("huggingface_hub is needed to fetch hub weights: pip install huggingface_hub") from e
-    offline = is_offline()
-    what = f"{src.hf_hub_id}/{src.hf_filename}" if src.hf_filename else src.hf_hub_id
+    kind = "file" if src.hf_filename else "dir"
+    # Look before asking the network: emovid's folder, then the hub's own cache (`hf download` fills that one).
+    ours = hf_cache_dir()
+    for cache in [ours] if into_home else [ours, None]:
+        if cache is not None and not cache.is_dir():
+            continue
+        try:
+            return Resolved(_hf_get(src, cache, local_only=True), kind, label)
+        except Exception:  # not cached there (the hub raises several classes for that)
+            continue
+    target = ours if (into_home or _home_is_set()) else None
+    what = f"{src.hf_hub_id} {src.hf_filename}" if src.hf_filename else src.hf_hub_id
+    url = f"{_hf_endpoint()}/{src.hf_hub_id}"
+
+    def unavailable(why: str) -> WeightsUnavailableError:
+        e = WeightsUnavailableError(
+            f"Hugging Face weights {what} ({url}) are not cached and cannot be downloaded: {why}. On a connected "
+            f"machine run {_fetch_hint(fetch)}`hf download {what}` and copy the Hugging Face cache "
+            f"({constants.HF_HUB_CACHE}) to the same place here (or run it with --cache-dir {ours}), or put the files "
+            "in a folder and pass --pretrained local-dir:FOLDER (--pretrained none: random init)"
+        )
+        e.reason = why  # for callers that word their own message (YuNet)
+        return e
+
+    why = _no_download(url)
+    if why:
+        raise unavailable(why)
     try:
-        if src.hf_filename:
-            p = hf.hf_hub_download(src.hf_hub_id, src.hf_filename, local_files_only=offline)
-            return Resolved(Path(p), "file", label)
-        p = hf.snapshot_download(src.hf_hub_id, local_files_only=offline)
-        return Resolved(Path(p), "dir", label)
+        return Resolved(_hf_get(src, target, local_only=False), kind, label)
     except Exception as e:  # hub errors come in many classes; all mean "not available here"
-        where = Path(hf.constants.HF_HUB_CACHE)
-        raise WeightsUnavailableError(
-            f"cannot get Hugging Face weights {what} ({type(e).__name__}); on a connected machine run "
-            f"`huggingface-cli download {src.hf_hub_id}` (cache: {where}), or download the files into a folder "
-            f"and pass pretrained='local-dir:FOLDER'",
-        ) from e
+        raise unavailable(f"the download failed ({type(e).__name__}: {_first_line(e)[:200]})") from e
+
+
+# ---- fetching ahead of time (`emovid weights fetch`) --------------------------------------------------------------
+
+#: Weight sets that belong to no registered model: name -> "module:attribute" of their PretrainedCfg.
+EXTRA_WEIGHTS = {"yunet": "emovid.faces.yunet:YUNET_WEIGHTS"}
+
+
+def weights_cfg(name: str) -> PretrainedCfg:
+    """The :class:`PretrainedCfg` (weight tags) of a registered model or of an :data:`EXTRA_WEIGHTS` name.
+
+    Raises:
+        ModelError: no such model.
+    """
+    if name in EXTRA_WEIGHTS:
+        import importlib
+
+        module, _, attr = EXTRA_WEIGHTS[name].partition(":")
+        return getattr(importlib.import_module(module), attr)
+    from emovid.models.registry import get_model_entry
+
+    return get_model_entry(name).cfg
+
+
+def fetch_weights(specs: Sequence[str], to: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Download the weights named ``NAME`` (its default tag) or ``NAME.TAG``, checking their sha256 when known.
+
+    Args:
+        specs: e.g. ``["x3d_s", "videomae_base_patch16_224.k400_ft", "yunet"]``.
+        to: the emovid home to fill (files go to ``TO/weights``; Hugging Face files to ``TO/weights/hf``); copy it
+            to an offline machine and set ``EMOVID_HOME`` to it there. Default: :func:`home_dir`.
+
+    Returns:
+        One ``{"name", "path", "kind", "bytes", "sha256"}`` per spec (``sha256`` of a single file only).
+
+    Raises:
+        ModelError: an unknown model or tag, a model without a default tag, a checksum mismatch.
+        WeightsUnavailableError: a download is impossible (offline, host silent, failed).
+    """
+    jobs = []
+    for spec in specs:  # check every name before the first download
+        name, _, tag = str(spec).partition(".")
+        cfg = weights_cfg(name)
+        tags = ", ".join(sorted(cfg.weights)) or "none"
+        if not tag:
+            if not cfg.default_tag:
+                raise ModelError(f"{name} has no default weights; name a tag as {name}.TAG (tags: {tags})")
+            tag = cfg.default_tag
+        if tag not in cfg.weights:
+            raise ModelError(f"{name} has no weights {tag!r} (tags: {tags}; `emovid list-models {name}`)")
+        jobs.append((name, tag, cfg.weights[tag]))
+    out = []
+    with use_home(to) if to is not None else nullcontext():
+        for name, tag, src in jobs:
+            res = _resolve_source(src, f"{name}:{tag}", fetch=f"{name}.{tag}", into_home=to is not None)
+            files = [res.path] if res.kind == "file" else [p for p in sorted(res.path.rglob("*")) if p.is_file()]
+            out.append(
+                {
+                    "name": f"{name}.{tag}",
+                    "path": str(res.path),
+                    "kind": res.kind,
+                    "bytes": sum(p.stat().st_size for p in files),
+                    "sha256": _sha256(res.path) if res.kind == "file" else None,
+                }
+            )
+    return out
 
 
 def _sha256(path: Path) -> str:
@@ -169,243 +349,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-# ---- reading checkpoints ---------------------------------------------------------------------------------------
-
-TRUST_ENV = "EMOVID_TRUST_CHECKPOINT"
-TRUST_FLAG = "--trust-checkpoint"
-_trust: bool | None = None  # None: follow $EMOVID_TRUST_CHECKPOINT
-
-
-def set_trust_checkpoints(trust: bool | None) -> bool | None:
-    """Set the process-wide default of :func:`load_checkpoint`'s ``trust`` (``None``: ``$EMOVID_TRUST_CHECKPOINT``).
-
-    Returns:
-        The previous setting, so a caller can put it back.
-    """
-    global _trust
-    previous, _trust = _trust, trust
-    return previous
-
-
-def trust_checkpoints() -> bool:
-    """Whether checkpoints are trusted by default: :func:`set_trust_checkpoints`, else ``$EMOVID_TRUST_CHECKPOINT``."""
-    if _trust is not None:
-        return _trust
-    return os.environ.get(TRUST_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def checkpoint_safe_globals() -> list:
-    """The non-tensor types a checkpoint may hold without ``trust``: plain data that runs no code when rebuilt.
-
-    * ``argparse.Namespace``: the ``args`` that DINO (``main_dino.py``), VideoMAE (``utils.save_model``) and
-      lipreading-style training scripts store next to the weights;
-    * NumPy scalars, arrays and dtypes: e.g. EmoNeXt's ``best_acc`` (a ``np.float64`` from ``np.mean``) and
-      feature-cache timestamps. Pickles name NumPy's internals ``numpy.core.*`` (NumPy 1) or ``numpy._core.*``
-      (NumPy 2); both names are listed. Object arrays stay safe: their items go through the same restricted
-      unpickler.
-    """
-    import argparse
-
-    import numpy as np
-
-    core = getattr(np, "_core", None) or np.core  # NumPy 2 | NumPy 1
-    multiarray = core.multiarray
-    out: list = [argparse.Namespace, np.ndarray, np.dtype]
-    for fn in (multiarray._reconstruct, multiarray.scalar):
-        out += [(fn, f"numpy.core.multiarray.{fn.__name__}"), (fn, f"numpy._core.multiarray.{fn.__name__}")]
-    # dtype classes (numpy.dtypes.Float64DType, ...): pickled by name when a checkpoint stores a dtype's type
-    codes = [*"?bBhHiIlLqQefdgFDGOUSV", "M8[s]", "m8[s]"]
-    out += list(dict.fromkeys(type(np.dtype(code)) for code in codes))
-    return out
-
-
-# A refused pickle names what it wanted: an unknown or blocked global, or an object of a class not allowed.
-_GLOBAL_RE = re.compile(
-    r"GLOBAL (\S+)|allowlisted via `add_safe_globals`,? but got <class '([^']+)'>|unrecognized function (\S+)"
-)
-
-
-def load_checkpoint(path: str | os.PathLike, *, trust: bool | None = None, map_location: Any = "cpu") -> Any:
-    """Read a checkpoint file without running code from it: every checkpoint read in emovid goes through here.
-
-    ``.safetensors`` files hold tensors only. Torch pickles (``.pth``/``.pyth``/``.pt``/``.bin``/``.ckpt``) are
-    read with ``torch.load(weights_only=True)``, which rebuilds tensors, containers and plain values only, plus
-    the types of :func:`checkpoint_safe_globals`; anything else (e.g. a ``__reduce__`` that calls ``os.system``)
-    is refused. With ``trust`` the file is unpickled without restriction, which runs whatever code it holds.
-
-    Args:
-        path: the checkpoint file.
-        trust: load pickles without restriction; ``None`` follows :func:`trust_checkpoints` (``emovid
-            --trust-checkpoint``, ``$EMOVID_TRUST_CHECKPOINT=1``).
-        map_location: as for :func:`torch.load`.
-
-    Raises:
-        InputNotFoundError: no such file.
-        ModelError: the file pickles something else than tensors and plain data (the message names it and the
-            opt-in), or it is not a readable checkpoint.
-    """
-    from emovid.utils.paths import check_regular_file
-
-    path = Path(check_regular_file(path, "file"))  # a FIFO would block torch.load forever
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        device = str(map_location) if isinstance(map_location, (str, torch.device)) else "cpu"
-        try:
-            return load_file(str(path), device=device)
-        except Exception as e:
-            raise ModelError(f"not a readable safetensors file ({e})", path) from e
-    if trust is None:
-        trust = trust_checkpoints()
-    if trust:
-        log.debug("%s: unpickling without restriction (trusted)", path)
-        try:
-            return torch.load(path, map_location=map_location, weights_only=False)
-        except Exception as e:
-            raise ModelError(f"not a readable PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})", path) from e
-    allowed = checkpoint_safe_globals()
-    # safe_globals removes its entries on exit; leave alone those the caller registered process-wide itself.
-    registered = set(torch.serialization.get_safe_globals())
-    try:
-        with torch.serialization.safe_globals([g for g in allowed if g not in registered]):
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise _refusal(path, str(e)) from None
-    except Exception as e:
-        raise ModelError(f"not a readable PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})", path) from e
-
-
-def _refusal(path: Path, message: str) -> ModelError:
-    hint = f"pass {TRUST_FLAG} (or set {TRUST_ENV}=1) only if you trust this file: that runs the file's code"
-    m = _GLOBAL_RE.search(message)
-    if m:
-        what = next(g for g in m.groups() if g).strip()
-        return ModelError(f"refusing to load: it pickles {what}, not just tensors and plain data; {hint}", path)
-    detail = next((ln.strip() for ln in message.splitlines()[::-1] if ln.strip() and "documentation" not in ln), "")
-    return ModelError(f"not a checkpoint that can be read safely ({detail}); it may be damaged, or {hint}", path)
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [""])[0]
-
-
-def load_state_dict_file(path: str | os.PathLike, trust: bool | None = None) -> dict:
-    """Read a checkpoint file (``.safetensors``, or a torch pickle such as ``.pth``/``.pyth``/``.bin``/``.ckpt``).
-
-    Pickles never run code unless trusted: see :func:`load_checkpoint`.
-    """
-    return load_checkpoint(path, trust=trust)
-
-
-def state_dict_from_dir(path: str | os.PathLike) -> dict:
-    """The weights in a model folder (``model.safetensors``, ``pytorch_model.bin``, ...)."""
-    path = Path(path)
-    for name in STATE_DICT_FILES:
-        if (path / name).exists():
-            return load_state_dict_file(path / name)
-    shards = sorted(path.glob("model-*.safetensors"))
-    if shards:
-        sd: dict = {}
-        for s in shards:
-            sd.update(load_state_dict_file(s))
-        return sd
-    raise ModelError(f"no weights file ({', '.join(STATE_DICT_FILES)}) in the folder", path)
-
-
-def unwrap_state_dict(obj: object, keys: tuple[str, ...] = ("model_state", "state_dict", "model", "module")) -> dict:
-    """Find the tensor dict inside common checkpoint wrappers and strip ``module.`` (DDP) prefixes."""
-    for _ in range(3):
-        if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-            inner = next((obj[k] for k in keys if k in obj and isinstance(obj[k], dict)), None)
-            if inner is None:
-                break
-            obj = inner
-    if not isinstance(obj, dict):
-        raise ModelError(f"checkpoint holds a {type(obj).__name__}, not a state dict")
-    sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module.") :]: v for k, v in sd.items()}
-    return sd
-
-
 # ---- loading into a model --------------------------------------------------------------------------------------
-
-
-@dataclass
-class LoadReport:
-    """What happened when weights were loaded into a model."""
-
-    source: str = ""
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # (key, checkpoint, model) shapes
-    loaded: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not (self.missing or self.unexpected or self.mismatched)
-
-    def __str__(self) -> str:
-        parts = [f"loaded {self.loaded} tensors from {self.source}"]
-        for label, keys in (("missing", self.missing), ("unexpected", self.unexpected)):
-            if keys:
-                parts.append(f"{len(keys)} {label} ({_few(keys)})")
-        if self.mismatched:
-            parts.append(
-                f"{len(self.mismatched)} skipped for shape ({_few([f'{k} {a}->{b}' for k, a, b in self.mismatched])})"
-            )
-        return "; ".join(parts)
-
-
-def _few(keys: list[str], n: int = 4) -> str:
-    return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "")
-
-
-def load_state_dict(
-    model: nn.Module,
-    state_dict: dict,
-    strict: bool = True,
-    allow_size_mismatch: bool = False,
-    source: str = "state dict",
-) -> LoadReport:
-    """Load ``state_dict`` into ``model`` and report missing, unexpected and shape-mismatched keys.
-
-    Args:
-        strict: raise on missing or unexpected keys.
-        allow_size_mismatch: drop tensors whose shape differs from the model's (VAERR's
-            ``--allow-size-mismatch``) instead of raising.
-
-    Raises:
-        ModelError: the checkpoint does not fit the model (the message lists the first offending keys).
-    """
-    own = model.state_dict()
-    report = LoadReport(source=source)
-    clean = {}
-    for k, v in state_dict.items():
-        if k in own and tuple(own[k].shape) != tuple(v.shape):
-            report.mismatched.append((k, tuple(v.shape), tuple(own[k].shape)))
-        else:
-            clean[k] = v
-    if report.mismatched and not allow_size_mismatch:
-        raise ModelError(
-            f"checkpoint {source} does not fit {type(model).__name__}: "
-            f"{len(report.mismatched)} tensors differ in shape "
-            f"({_few([f'{k} {a} vs {b}' for k, a, b in report.mismatched])}); "
-            "is it from another model size? (allow_size_mismatch / --allow-size-mismatch skips them)"
-        )
-    result = model.load_state_dict(clean, strict=False)
-    report.missing = [k for k in result.missing_keys if k not in {m[0] for m in report.mismatched}]
-    report.unexpected = list(result.unexpected_keys)
-    report.loaded = len(clean) - len(report.unexpected)
-    if strict and (report.missing or report.unexpected):
-        raise ModelError(
-            f"checkpoint {source} does not match {type(model).__name__}: {len(report.missing)} missing "
-            f"({_few(report.missing)}), {len(report.unexpected)} unexpected ({_few(report.unexpected)}); "
-            "is it a checkpoint of this model? (strict=False loads what matches)"
-        )
-    if not report.ok:
-        log.warning("%s", report)
-    return report
 
 
 def load_pretrained(

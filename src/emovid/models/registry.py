@@ -161,6 +161,26 @@ def get_model_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
+#: ``--pretrained`` values that ask for random initialisation.
+RANDOM_INIT = ("none", "random")
+
+
+def default_weights(name: str, pretrained: str | bool | None) -> str | None:
+    """The weights a run of model ``name`` starts from, as ``emovid train`` and ``emovid extract --model`` read
+    ``--pretrained``: unset (``None``) or ``True`` means the model's default tag (``None`` when it has none, e.g.
+    the ``test_*`` models); ``none``/``random``/``False`` means random initialisation (``None``); anything else
+    (a tag, file, folder, hub id, URL) is returned as it is.
+
+    Raises:
+        ModelError: unknown model name.
+    """
+    if pretrained is None or pretrained is True:
+        return get_model_entry(name).cfg.default_tag
+    if pretrained is False or str(pretrained).strip().lower() in RANDOM_INIT:
+        return None
+    return str(pretrained)
+
+
 def create_model(
     name: str,
     pretrained: str | bool | None = None,

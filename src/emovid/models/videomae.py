@@ -359,7 +359,7 @@ _BASE_WEIGHTS = {
         url=_gdrive("1tEhLyskjb755TJ65ptsrafUG2llSwQE1"),
         filename="kinetics400-ViTB-1600-16x5x3-pretrain.pth",
         license=_LICENSE,
-        description=f"Kinetics-400 ViT-B 1600-epoch pre-train checkpoint, {_OFFICIAL_NOTE}; the file seed 004 uses",
+        description=f"Kinetics-400 ViT-B 1600-epoch pre-train checkpoint, {_OFFICIAL_NOTE}; VideoMAE's own file",
     ),
     "k400_ft": WeightSource(
         hf_hub_id="MCG-NJU/videomae-base-finetuned-kinetics",

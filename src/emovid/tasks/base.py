@@ -83,6 +83,10 @@ class Task:
     sequence: ClassVar[bool] = False
     losses: ClassVar[tuple[str, ...]] = ()
     uses_embeddings: ClassVar[bool] = False  # trains on precomputed embeddings (then define make_backbone/loaders)
+    #: What :meth:`infer` names, in column order (``emovid predict``); ``()``: the task does not score videos.
+    outputs: ClassVar[tuple[str, ...]] = ()
+    #: Per-video columns :meth:`derive` adds from the aggregated outputs (e.g. VCE's ``top3``).
+    derived_outputs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
@@ -139,6 +143,20 @@ class Task:
     def compute_metrics(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
         """Metrics over the whole validation set (``outputs`` sorted by ``index``, one row per video)."""
         raise NotImplementedError
+
+    # ---- inference on new videos (emovid.predict) ------------------------------------------------------------
+
+    def infer(self, model: TaskModel, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named outputs (:attr:`outputs`) of a batch of clips or embedding sequences, no labels needed.
+
+        Each value is ``[B]`` (one per clip) or ``[B, T]`` (one per frame of the clip). They are the numbers
+        :meth:`predict` gives for the same clips during validation, as probabilities or scores.
+        """
+        raise NotImplementedError(f"task {self.name} does not score videos")
+
+    def derive(self, values: dict[str, float]) -> dict[str, object]:
+        """The :attr:`derived_outputs` of one video from its aggregated outputs (default: none)."""
+        return {}
 
     def describe(self) -> str:
         return f"{self.name}: {len(self.train_records)} train / {len(self.val_records)} val videos"

@@ -19,6 +19,7 @@ holding ``{"emb": Tensor[30, D], "length": n}``, zero rows for missing faces), g
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from emovid.data.readers.fiv2 import FIV2_TRAITS
+from emovid.data.readers.mosei import MOSEI_CLASSES
 from emovid.errors import ConfigError, EmovidError
 from emovid.losses import balanced_kl_div, inverse_frequency_weights
 from emovid.models.hub import load_checkpoint
@@ -43,16 +46,43 @@ class EmbeddingLoader:
 
     def path(self, video_id: str) -> Path | None:
         if self._index is None:
-            self._index = {p.stem: p for p in sorted(self.root.rglob("*.pt"))}
+            self._index = {p.stem: p for p in sorted(_pt_files(self.root))}
         return self._index.get(str(video_id))
+
+    def searched(self, video_ids: list[str]) -> str:
+        """What :meth:`path` looked for, and what it found instead (for error messages)."""
+        self.path("")
+        found = sorted(self._index or {})
+        example = f" (e.g. {video_ids[0]}.pt)" if video_ids else ""
+        names = ", ".join(f"{n}.pt" for n in found[:3])
+        seen = f"found {len(found)} .pt files, e.g. {names}" if found else "found none"
+        return f"looked for VIDEO_ID.pt{example} in {self.root} and its sub-folders, symlinks followed: {seen}"
 
     def __call__(self, record, rng=None) -> tuple[torch.Tensor, None]:
         p = self.path(record.video_id)
         if p is None:
-            raise EmovidError(f"no embedding file for video {record.video_id!r}; run `emovid faces embed`", self.root)
+            raise EmovidError(
+                f"no embedding file for video {record.video_id!r} ({self.searched([record.video_id])}); "
+                "run `emovid faces embed`",
+                self.root,
+            )
         d = load_checkpoint(p)
         emb = d["emb"] if isinstance(d, dict) else d
         return emb.float(), None
+
+
+def _pt_files(root: Path) -> list[Path]:
+    """The ``.pt`` files under ``root``, following symlinked folders (``Path.rglob`` does not), each folder once."""
+    out: list[Path] = []
+    visited: set[str] = set()
+    for folder, subdirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in visited:  # a link back up the tree (or two links to one folder): do not walk it again
+            subdirs[:] = []
+            continue
+        visited.add(real)
+        out += [Path(folder) / f for f in files if f.endswith(".pt")]
+    return out
 
 
 class _EmbeddingTask(Task):
@@ -74,7 +104,7 @@ class _EmbeddingTask(Task):
     def check_inputs(self, records) -> list[dict]:
         loader = EmbeddingLoader(self._root())
         return [
-            {"video": str(r.video_id), "error": "no embedding file; run `emovid faces embed` for it"}
+            {"video": str(r.video_id), "error": f"no {r.video_id}.pt under {loader.root}; run `emovid faces embed`"}
             for r in records
             if loader.path(r.video_id) is None
         ]
@@ -95,7 +125,11 @@ class _EmbeddingTask(Task):
             loader = EmbeddingLoader(self._root())
             first = next((loader.path(r.video_id) for r in self.train_records if loader.path(r.video_id)), None)
             if first is None:
-                raise ConfigError(f"{self._root()}: no embedding files for the training videos")
+                ids = [str(r.video_id) for r in self.train_records]
+                raise ConfigError(
+                    f"{self._root()}: no embedding file for any of the {len(ids)} training videos "
+                    f"({loader.searched(ids)}); run `emovid faces embed` for them or check --video-root"
+                )
             dim = int(load_checkpoint(first)["emb"].shape[-1])
             self.cfg.model_args["dim"] = dim
             self._record_recipe(self._root())
@@ -183,6 +217,7 @@ class EmotionDistTask(_EmbeddingTask):
     monitor = "val/kl"
     mode = "min"
     num_outputs = 7
+    outputs = MOSEI_CLASSES  # a distribution (softmax)
 
     def load(self) -> None:
         from emovid.data.readers.mosei import read_mosei_csv
@@ -214,6 +249,10 @@ class EmotionDistTask(_EmbeddingTask):
             "target": batch["targets"]["distribution"],
         }
 
+    def infer(self, model, x):
+        p = torch.softmax(model(x, True), -1)
+        return {c: p[:, k] for k, c in enumerate(MOSEI_CLASSES)}
+
     def compute_metrics(self, outputs):
         p, t = outputs["prob"], outputs["target"]
         kl = np.where(t > 0, t * (np.log(np.clip(t, 1e-12, None)) - np.log(np.clip(p, 1e-12, None))), 0).sum(1)
@@ -226,13 +265,16 @@ class PersonalityTask(_EmbeddingTask):
     monitor = "val/mean_acc"
     mode = "max"
     num_outputs = 5
+    outputs = FIV2_TRAITS  # in [0, 1] (sigmoid)
 
     def load(self) -> None:
-        from emovid.data.readers.fiv2 import read_fiv2
+        from emovid.data.readers.fiv2 import read_fiv2, training_annotations
 
         if not self.cfg.data:
-            raise ConfigError("personality: give the FIV2 annotation pickle with --data annotation_training.pkl")
-        records = read_fiv2(self.cfg.data, video_dirs=[])
+            raise ConfigError(
+                "personality: give the FIV2 labels with --data annotation_training.pkl (or the folder holding it)"
+            )
+        records = read_fiv2(training_annotations(self.cfg.data), video_dirs=[])
         self.train_records, self.val_records = split_records(records, self.cfg, key=lambda r: r.youtube_id)
         self.test_records = []
 
@@ -248,6 +290,10 @@ class PersonalityTask(_EmbeddingTask):
             "pred": torch.sigmoid(model(batch["video"], cached)),
             "target": batch["targets"]["traits"],
         }
+
+    def infer(self, model, x):
+        p = torch.sigmoid(model(x, True))
+        return {t: p[:, k] for k, t in enumerate(FIV2_TRAITS)}
 
     def compute_metrics(self, outputs):
         from torchmetrics.functional import concordance_corrcoef
@@ -282,17 +328,18 @@ class FusionTask(_EmbeddingTask):
     name = "fusion"
     monitor = "val/score"
     mode = "max"
+    outputs = (*MOSEI_CLASSES, *FIV2_TRAITS)
 
     def load(self) -> None:
-        from emovid.data.readers.fiv2 import read_fiv2
+        from emovid.data.readers.fiv2 import read_fiv2, training_annotations
         from emovid.data.readers.mosei import read_mosei_csv
 
         if not (self.cfg.data and self.cfg.data2):
-            raise ConfigError("fusion: give --data MOSEI.csv and --data2 annotation_training.pkl")
+            raise ConfigError("fusion: give --data MOSEI.csv and --data2 annotation_training.pkl (or the FIV2 folder)")
         if not (self.cfg.emotion_checkpoint and self.cfg.personality_checkpoint):
             raise ConfigError("fusion: give the trained heads with --emotion-checkpoint and --personality-checkpoint")
         mosei = read_mosei_csv(self.cfg.data, self.cfg.video_root)
-        fiv2 = read_fiv2(self.cfg.data2, video_dirs=[])
+        fiv2 = read_fiv2(training_annotations(self.cfg.data2), video_dirs=[])
         emo_cfg = _run_config(self.cfg.emotion_checkpoint)
         per_cfg = _run_config(self.cfg.personality_checkpoint)
         official = official_split(mosei)
@@ -367,6 +414,14 @@ class FusionTask(_EmbeddingTask):
             "has_traits": t["has_traits"].float(),
         }
 
+    def infer(self, model, x):
+        out = model(x, True)
+        p = torch.softmax(out["emotion_logits"], -1)
+        return {
+            **{c: p[:, k] for k, c in enumerate(MOSEI_CLASSES)},
+            **{t: out["traits"][:, k] for k, t in enumerate(FIV2_TRAITS)},
+        }
+
     def compute_metrics(self, outputs):
         out = {}
         e, tr = outputs["has_emotion"] > 0.5, outputs["has_traits"] > 0.5
@@ -385,19 +440,25 @@ class FusionTask(_EmbeddingTask):
 # ---- inference on new videos --------------------------------------------------------------------------------------
 
 
-class FacePersonalityPredictor:
-    """``video path -> {trait: score}`` from a trained ``fusion`` (or ``personality``) checkpoint folder.
+class FaceSequencePredictor:
+    """``video path -> {output: value}`` from a trained face-sequence run (emotion_dist, personality, fusion).
 
     The video goes through the same steps as the training data: the checkpoint's recorded ``face_embedder`` recipe
     (face model and weights, number of crops, margin, detector; written by ``emovid faces embed`` and kept by
-    training) gives the ``num_crops`` face crops and their embeddings, and the model maps the sequence to OCEAN
-    scores in ``[0, 1]`` (:data:`emovid.data.readers.fiv2.FIV2_TRAITS` order). A video without any face gives
-    ``None``: no traits are invented.
+    training) gives the ``num_crops`` face crops and their embeddings, and the model maps the sequence to its task's
+    named outputs (:meth:`Task.infer <emovid.tasks.base.Task.infer>`: MOSEI class probabilities, OCEAN scores in
+    ``[0, 1]``, or both). A video without any face gives ``None``: nothing is invented.
+
+    The work splits in two for batch engines: :meth:`crops` (decoding and face detection, CPU) and
+    :meth:`embed_crops` + :meth:`outputs` (the face model and the head, on ``device``).
 
     Raises:
-        ModelError: not a checkpoint, a task without traits, or a face model whose embedding size differs.
+        ModelError: not a checkpoint, a task this predictor does not take, or a face model whose embedding size
+            differs.
         ConfigError: the checkpoint does not record its face model and none is given.
     """
+
+    tasks: tuple[str, ...] = ("emotion_dist", "personality", "fusion")
 
     def __init__(
         self,
@@ -412,12 +473,9 @@ class FacePersonalityPredictor:
         from emovid.train import load_model_dir
 
         self.checkpoint = str(checkpoint)
-        self.model, self.cfg, _ = load_model_dir(checkpoint)
-        if self.cfg.task not in ("fusion", "personality"):
-            raise ModelError(
-                f"{checkpoint}: a {self.cfg.task!r} checkpoint has no personality output; give a fusion or "
-                "personality checkpoint"
-            )
+        self.model, self.cfg, self.task = load_model_dir(checkpoint)
+        if self.cfg.task not in self.tasks:
+            raise ModelError(self._wrong_task())
         recipe = dict(self.cfg.model_args.get("face_embedder") or {})
         if face_model:
             recipe.update(model=face_model, weights=weights if weights is not None else True)
@@ -427,6 +485,7 @@ class FacePersonalityPredictor:
                 "(no faces_embed.json beside them); name it with face_model="
             )
         w = recipe.get("weights")
+        self.recipe = recipe
         self.embedder = FaceEmbedder(recipe["model"], w if w not in (None, "None") else False, device)
         dim = int(self.cfg.model_args.get("dim", self.embedder.dim))
         if self.embedder.dim != dim:
@@ -439,22 +498,74 @@ class FacePersonalityPredictor:
         self.model.to(device)
         self.device = device
 
-    def predict_embeddings(self, emb: torch.Tensor) -> dict[str, float]:
-        """Traits from one ``[N, D]`` embedding sequence (zero rows = no face)."""
-        from emovid.data.readers.fiv2 import FIV2_TRAITS
+    def _wrong_task(self) -> str:
+        return (
+            f"{self.checkpoint}: a {self.cfg.task!r} checkpoint is not a face-sequence model; give an emotion_dist, "
+            "personality or fusion checkpoint"
+        )
 
+    def crops(self, path: str | Path):
+        """The recipe's face crops of a video (:class:`~emovid.faces.crops.FaceCrops`; decoding and detection).
+
+        Raises:
+            emovid.errors.VideoError: the file cannot be decoded.
+        """
+        from emovid.faces.crops import video_face_crops
+
+        return video_face_crops(
+            path, num_crops=self.num_crops, size=self.embedder.size, margin=self.margin, detector=self.detector
+        )
+
+    def embed_crops(self, fc, batch_size: int = 32) -> torch.Tensor:
+        """``[num_crops, D]`` embeddings of the real crops, zero rows after them: ``faces embed``'s ``emb``."""
+        emb = np.zeros((self.num_crops, self.embedder.dim), np.float32)
+        real = fc.face_crops()
+        if len(real):
+            emb[: len(real)] = self.embedder.embed(real, batch_size)
+        return torch.from_numpy(emb)
+
+    def outputs(self, emb: torch.Tensor) -> dict[str, float]:
+        """The task's named outputs of one ``[N, D]`` embedding sequence (zero rows = no face)."""
         with torch.inference_mode():
-            out = self.model(emb.float().unsqueeze(0).to(self.device), False)
-            traits = out["traits"] if isinstance(out, dict) else torch.sigmoid(out)
-        return {t: round(float(v), 5) for t, v in zip(FIV2_TRAITS, traits[0].cpu(), strict=True)}
+            out = self.task.infer(self.model, emb.float().unsqueeze(0).to(self.device))
+        return {k: float(v[0]) for k, v in out.items()}
 
     def __call__(self, path: str | Path) -> dict[str, float] | None:
-        from emovid.faces.embed import embed_video
-
-        rec = embed_video(path, self.embedder, self.num_crops, self.margin, self.detector)
-        if rec["length"] == 0:
+        fc = self.crops(path)
+        if fc.length == 0:
             return None
-        return self.predict_embeddings(rec["emb"])
+        return self.outputs(self.embed_crops(fc))
+
+
+class FacePersonalityPredictor(FaceSequencePredictor):
+    """``video path -> {trait: score}`` from a trained ``fusion`` (or ``personality``) checkpoint folder.
+
+    :class:`FaceSequencePredictor` keeping the OCEAN scores only (:data:`emovid.data.readers.fiv2.FIV2_TRAITS`
+    order, rounded to 5 decimals); ``None`` for a video without any face.
+
+    Raises:
+        ModelError: not a checkpoint, a task without traits, or a face model whose embedding size differs.
+        ConfigError: the checkpoint does not record its face model and none is given.
+    """
+
+    tasks = ("fusion", "personality")
+
+    def _wrong_task(self) -> str:
+        return (
+            f"{self.checkpoint}: a {self.cfg.task!r} checkpoint has no personality output; give a fusion or "
+            "personality checkpoint"
+        )
+
+    def predict_embeddings(self, emb: torch.Tensor) -> dict[str, float]:
+        """Traits from one ``[N, D]`` embedding sequence (zero rows = no face)."""
+        out = self.outputs(emb)
+        return {t: round(out[t], 5) for t in FIV2_TRAITS}
+
+    def __call__(self, path: str | Path) -> dict[str, float] | None:
+        fc = self.crops(path)
+        if fc.length == 0:
+            return None
+        return self.predict_embeddings(self.embed_crops(fc))
 
 
 def personality_predictor(checkpoint: str | Path, device: str = "cpu") -> FacePersonalityPredictor:

@@ -65,6 +65,8 @@ class IntensityTask(Task):
     monitor = "val/pair_acc"
     mode = "max"
     sample_kind = "pair"
+    # the trained score head's output s, and ||embedding|| (what --score norm ranks by)
+    outputs = ("intensity", "embedding_norm")
 
     def load(self) -> None:
         from emovid.data.readers.intensity_csv import read_intensity_csv
@@ -130,6 +132,10 @@ class IntensityTask(Task):
     def predict(self, model: IntensityScorer, batch: dict, cached: bool) -> dict[str, torch.Tensor]:
         s, e = model.score(batch["video"], cached)
         return {"index": batch["meta"]["index"], "score": s, "norm": e.norm(dim=-1)}
+
+    def infer(self, model: IntensityScorer, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        s, e = model.score(x)
+        return {"intensity": s, "embedding_norm": e.norm(dim=-1)}
 
     def compute_metrics(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
         recs = [self.val_records[i] for i in outputs["index"]]

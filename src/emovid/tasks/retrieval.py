@@ -150,7 +150,7 @@ class RetrievalTask(Task):
         from emovid.data.readers.captions import captions_format, read_emotion_captions, read_msrvtt_captions
 
         if not self.cfg.data:
-            raise ConfigError("retrieval: give the caption file with --data FILE (seed 002 JSON or MSR-VTT csv/json)")
+            raise ConfigError("retrieval: give the caption file with --data FILE (caption JSON or MSR-VTT csv/json)")
         path = Path(self.cfg.data)
         if not path.exists():
             raise ConfigError(f"{path}: no such caption file")

@@ -76,6 +76,7 @@ class V2VTask(Task):
     mode = "max"
     sample_kind = "pair"
     losses = ("ranknet", "listnet", "plackett")
+    outputs = ("valence",)  # the preference score: higher = more pleasant (an unbounded scale, not [-1, 1])
 
     def load(self) -> None:
         from emovid.data.readers.v2v import read_v2v
@@ -149,6 +150,9 @@ class V2VTask(Task):
 
     def predict(self, model, batch, cached):
         return {"index": batch["meta"]["index"], "score": model(batch["video"], cached)}
+
+    def infer(self, model, x):
+        return {"valence": model(x)}
 
     def compute_metrics(self, outputs, comparisons=None, records=None):
         records = records if records is not None else self.val_records

@@ -65,6 +65,7 @@ class ValenceArousalTask(Task):
     mode = "max"
     sequence = True
     losses = ("mse", "ccc", "mse+ccc", "bins")
+    outputs = ("valence", "arousal")  # in [-1, 1], per frame
 
     def load(self) -> None:
         from emovid.data.readers.sewa import read_va_csv
@@ -150,6 +151,15 @@ class ValenceArousalTask(Task):
         meta = batch["meta"]
         keep = meta["keep"].bool() & valid if "keep" in meta else valid
         return {"index": meta["index"], "pred": y, "target": t, "keep": keep.float()}
+
+    def infer(self, model, x):
+        y = model(x)  # whole clips of one length: no padding, so no lengths (as _forward without padding)
+        per_frame = y.ndim == (4 if self.loss_name == "bins" else 3)
+        if self.loss_name == "bins":
+            y = expected_value(y)
+        if not per_frame:  # a clip-level prediction stands for every frame of its clip, as in validation
+            y = y[:, None, :].expand(-1, x.shape[2], -1)
+        return {"valence": y[..., 0], "arousal": y[..., 1]}
 
     def compute_metrics(self, outputs):
         from torchmetrics.functional import concordance_corrcoef

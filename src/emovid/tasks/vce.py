@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from emovid.data.readers.vce import VCE_EMOTIONS
 from emovid.errors import ConfigError
 from emovid.tasks.base import Task, register_task, split_records
 
@@ -52,6 +53,8 @@ class VCETask(Task):
     monitor = "val/top3_overlap"
     mode = "max"
     losses = ("bce", "mse")
+    outputs = VCE_EMOTIONS  # sigmoid intensities in [0, 1], as trained (bce) and scored (mse)
+    derived_outputs = ("top3",)
 
     def load(self) -> None:
         from emovid.data.readers.vce import read_vce
@@ -84,6 +87,15 @@ class VCETask(Task):
             "pred": torch.sigmoid(model(batch["video"], cached)),
             "target": batch["targets"]["emotions"],
         }
+
+    def infer(self, model, x):
+        p = torch.sigmoid(model(x))
+        return {name: p[:, k] for k, name in enumerate(VCE_EMOTIONS)}
+
+    def derive(self, values):
+        # the metric's ranking (top3_metrics): most intense first, ties in the dataset's order
+        order = np.argsort(-np.array([values[n] for n in VCE_EMOTIONS]), kind="stable")[:3]
+        return {"top3": ";".join(VCE_EMOTIONS[k] for k in order)}
 
     def compute_metrics(self, outputs):
         pred, target = outputs["pred"], outputs["target"]

@@ -1,10 +1,10 @@
 """Video I/O: probing, streaming decode, clip sampling and clip transforms."""
 
+from emovid.video.damage import damage_message
 from emovid.video.decode import (
     VIDEO_EXTENSIONS,
     VideoInfo,
     VideoReader,
-    damage_message,
     is_video_path,
     probe,
     read_frames,

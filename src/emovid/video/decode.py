@@ -18,35 +18,23 @@ far. Implausible header values (frame rate, duration, rotation) become :attr:`Vi
 
 from __future__ import annotations
 
-import bisect
-import contextlib
 import math
 import os
-import re
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from emovid.errors import (
-    EmptyVideoError,
-    FrameIndexError,
-    NotAVideoError,
-    NoVideoStreamError,
-    TruncatedVideoError,
-    UnsupportedCodecError,
-    display_path,
-)
-from emovid.utils.paths import check_regular_file
+from emovid.errors import FrameIndexError, TruncatedVideoError
+
+# Damage and header-check names live in emovid.video.damage; re-exported because callers import them from here.
+from emovid.video.damage import FPS_MAX, FPS_MIN, damage_message  # noqa: F401
+from emovid.video.ffmpeg_log import _LOG
+from emovid.video.stream import _check_path, _open_container, _StreamDecoder
 
 _THREAD_TYPES = ("AUTO", "FRAME", "SLICE", "NONE")
 _MISSING = ("raise", "nearest")
-
-#: Frame rates outside ``(FPS_MIN, FPS_MAX]`` come from a damaged header (timescale), not from a camera.
-FPS_MIN, FPS_MAX = 0.5, 1000.0
-_MAX_MESSAGES = 3  # FFmpeg messages kept in a damage record, as examples
 
 
 @dataclass(frozen=True)
@@ -95,145 +83,7 @@ class VideoInfo:
         return asdict(self)
 
 
-def damage_message(damage: dict | None, path: str | os.PathLike | None = None) -> str | None:
-    """One line for a warning, e.g. ``clip.mp4: damaged video: file holds 42 of 60 declared frames; ...``.
-
-    Args:
-        damage: a :attr:`VideoReader.damage` record (``None`` gives ``None``).
-        path: the file, put first when given.
-    """
-    if not damage:
-        return None
-    text = "damaged video: " + ("; ".join(damage.get("reasons") or []) or "damaged")
-    return f"{display_path(path)}: {text}" if path is not None else text
-
-
-def _check_path(path: str | os.PathLike) -> str:
-    # Before anything opens it: opening a FIFO blocks forever, a device never ends.
-    return check_regular_file(path, "file")  # "no such file", "is a FIFO, not a regular file": what callers match
-
-
-def _open_container(path: str):
-    import av
-
-    try:
-        with _LOG.local():  # the demuxer's complaint is in the error we raise; keep it off the terminal
-            return av.open(path, metadata_errors="ignore")
-    except av.FFmpegError as e:
-        raise NotAVideoError(
-            f"cannot be opened as a video ({_ffmpeg_reason(e)}); it is not a video or it is corrupt/truncated", path
-        ) from e
-
-
-def _ffmpeg_reason(e: Exception) -> str:
-    msg = getattr(e, "strerror", None) or str(e)
-    return msg.split(":")[0].strip() if msg else type(e).__name__
-
-
-class _FFmpegLog:
-    """Keeps FFmpeg's log off the terminal and hands each reader the decoder errors it caused.
-
-    PyAV drops FFmpeg's log by default, and with it the only trace of damage h264 conceals ("error while
-    decoding MB ..."): the picture comes out patched and nothing raises. So once a reader exists, error-level
-    messages are captured instead of dropped or printed:
-
-    * on the thread that calls the demuxer or decoder, a :class:`av.logging.Capture` around each call catches
-      them, so they belong to that reader exactly;
-    * FFmpeg's own worker threads (frame threading) log into one process-wide capture, the *sink*. A reader whose
-      decoder runs worker threads takes the sink's messages of its codec after each decode call. Two such readers
-      decoding at once in one process (threads) cannot be told apart there and may swap these counts; frames the
-      decoder flags as concealed are always counted per reader.
-
-    An application that set up FFmpeg logging itself (``av.logging.set_level``) before the first reader keeps it:
-    nothing is captured, and damage is counted from decode failures and frame flags only.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._ready = False
-        self.owned = False
-        self._sink: list | None = None
-        self._sink_capture = None
-
-    def install(self) -> None:
-        if self._ready:
-            return
-        import av.logging
-
-        with self._lock:
-            if self._ready:
-                return
-            if av.logging.get_level() is None:
-                av.logging.set_level(av.logging.ERROR)
-                # Identical messages would be held back and summarised later, under another reader's call.
-                av.logging.set_skip_repeated(False)
-                self._sink_capture = av.logging.Capture(local=False)
-                self._sink = self._sink_capture.__enter__()  # held for the process's life: the bottom of the stack
-                self.owned = True
-            self._ready = True
-
-    def local(self):
-        """Context manager giving the list of messages logged on this thread inside it."""
-        if not self.owned:
-            return contextlib.nullcontext([])
-        import av.logging
-
-        return av.logging.Capture()
-
-    def take_foreign(self) -> list:
-        """Messages FFmpeg's worker threads logged since the last call (removed from the sink)."""
-        sink = self._sink
-        if not sink:
-            return []
-        with self._lock:
-            n = len(sink)
-            got = sink[:n]
-            del sink[:n]  # PyAV may append meanwhile; those stay for the next call
-        return got
-
-
-_LOG = _FFmpegLog()
-
-
-def _display_rotation(frame) -> tuple[int, str | None]:
-    """Rotation (degrees counter-clockwise, a multiple of 90) from a frame's display matrix, and a warning.
-
-    Only the container's matrix is read here, never FFmpeg's angle: for a degenerate matrix FFmpeg's angle is NaN,
-    which PyAV turns into ``-2**31`` (shown as 232°).
-    """
-    matrix = None
-    for sd in getattr(frame, "side_data", ()) or ():
-        if getattr(sd.type, "name", "") == "DISPLAYMATRIX" and len(bytes(sd)) >= 36:
-            matrix = np.frombuffer(bytes(sd)[:36], dtype=np.int32)  # FFmpeg keeps it in native byte order
-    if matrix is None:
-        return 0, None
-    a, b, c, d = (float(matrix[k]) / 65536.0 for k in (0, 1, 3, 4))  # 16.16 fixed point
-    s0, s1 = math.hypot(a, c), math.hypot(b, d)
-    if s0 < 1e-6 or s1 < 1e-6 or abs(a * d - b * c) < 1e-9:
-        return 0, "the display matrix is degenerate (no rotation at all); frames are shown unrotated"
-    deg = -math.degrees(math.atan2(b / s1, a / s0))  # FFmpeg's av_display_rotation_get convention
-    k = round(deg / 90.0)
-    if abs(deg - 90.0 * k) > 1.0:
-        return 0, f"the display matrix rotates by {deg % 360:.0f}°, not a multiple of 90°; frames are shown unrotated"
-    return int(90 * k) % 360, None
-
-
-_DURATION_TAG = re.compile(r"^\s*(\d+):(\d{1,2}):(\d{1,2}(?:\.\d*)?)\s*$")
-
-
-def _tag_seconds(value: str | None) -> float | None:
-    """Seconds of a Matroska ``DURATION`` tag (``HH:MM:SS.nnnnnnnnn``)."""
-    m = _DURATION_TAG.match(value or "")
-    if not m:
-        return None
-    return int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
-
-
-def _plural(k: int, word: str) -> str:
-    return f"{k} {word}" if k == 1 else f"{k} {word}s"
-
-
-class VideoReader:
+class VideoReader(_StreamDecoder):
     """Random access and streaming over one video file.
 
     Args:
@@ -271,90 +121,6 @@ class VideoReader:
             self._close_container()
             raise
 
-    # ---- set-up --------------------------------------------------------------------------------------------
-
-    def _init_stream(self, threads: int, thread_type: str) -> None:
-        c = self._container
-        if not c.streams.video:
-            what = "an audio-only file" if c.streams.audio else "a file without a video stream"
-            raise NoVideoStreamError(f"is {what}; give a video file", self.path)
-        s = c.streams.video[0]
-        if s.codec_context is None or s.codec_context.codec is None:
-            raise UnsupportedCodecError(
-                "its video codec has no decoder in this FFmpeg build; re-encode to H.264", self.path
-            )
-        self._stream = s
-        self._tb = float(s.time_base) if s.time_base else 1.0
-        self._has_audio = bool(c.streams.audio)
-        self._codec_name = s.codec_context.name
-        # Only then can the decoder log from threads of its own (see _FFmpegLog).
-        self._worker_threads = thread_type != "NONE" and threads != 1
-        self.frames_decoded = 0  # frames the decoder produced (sparse sampling keeps this far below len(self))
-        # Damage met while decoding, as sets so that decoding a stretch twice does not count it twice.
-        self._failed_pts: set = set()  # packets whose decode raised
-        self._concealed_pts: set = set()  # frames the decoder flagged as patched up (error concealment)
-        self._error_keys: set = set()  # (packet, message) of FFmpeg's error messages while decoding
-        self._messages: list[str] = []  # the first few of them, as examples
-        self._lost: set[int] = set()  # frame indices decoding passed over without producing them
-        self._count_messages = True  # FFmpeg's messages are damage (not seek artefacts): see _decode_from
-        self._scan_packets()
-        if thread_type != "NONE":
-            s.thread_type = thread_type
-            s.thread_count = threads
-        self._rotation = 0
-        self._rotation_warning: str | None = None
-        self._wanted: set[int] | None = None  # pts of frames to decode in full; None = every frame
-        self._frames: Iterator | None = None  # live decode generator
-        self._pos_pts: int | None = None  # pts of the last frame the generator produced
-        self._peek_first_frame()
-
-    def _scan_packets(self) -> None:
-        """Demux every video packet once (no decoding) for exact frame timestamps and keyframe positions."""
-        import av
-
-        entries: list[tuple[int, bool, bool, int, int]] = []  # pts, keyframe, flagged corrupt, end offset, duration
-        error = None
-        with _LOG.local():  # the demuxer's "partial file" is judged below, not printed
-            try:
-                for p in self._container.demux(self._stream):
-                    if p.size == 0:
-                        continue
-                    t = p.pts if p.pts is not None else p.dts
-                    if t is None:
-                        continue
-                    end = p.pos + p.size if p.pos is not None and p.pos >= 0 else -1
-                    entries.append((t, p.is_keyframe, p.is_corrupt, end, p.duration or 0))
-            except av.FFmpegError as e:
-                error = _ffmpeg_reason(e)  # damaged tail; frames before it are still usable
-        size = os.path.getsize(self.path)
-        # A file cut inside a packet still demuxes that packet, short and flagged corrupt: it holds no frame,
-        # and feeding it to a frame-threaded decoder also loses the frames queued before it.
-        self._skip_pts: set[int] = set()
-        while entries and (entries[-1][2] or entries[-1][3] > size):
-            self._skip_pts.add(entries.pop()[0])
-        if not entries:
-            declared = int(self._stream.frames or 0)
-            if self._skip_pts or error or declared:
-                held = f"none of the {declared} frames it declares" if declared else "no complete frame"
-                raise EmptyVideoError(f"holds {held}: the file is cut off or damaged; get a complete copy", self.path)
-            raise EmptyVideoError("the video stream contains no frames", self.path)
-        pts = sorted(e[0] for e in entries)
-        key_pts = sorted(e[0] for e in entries if e[1])
-        self._pts = np.asarray(pts, dtype=np.int64)
-        self._key_pts = key_pts or [pts[0]]
-        self._scan_complete = error is None
-        self._scan_error = error
-        self._data_to_eof = max(e[3] for e in entries) >= size  # the last frame's bytes run to the end of the file
-        self._declared_frames = int(self._stream.frames or 0)
-        self._last_duration = max(entries)[4]  # how long the last frame shows, when the container says
-
-    def _peek_first_frame(self) -> None:
-        """Decode the first frame: proves the stream decodes and reads the display rotation."""
-        for _, frame in self._decode_from(int(self._pts[0]), int(self._pts[0])):
-            self._rotation, self._rotation_warning = _display_rotation(frame)
-            return
-        raise EmptyVideoError("no frame of the video stream could be decoded; the file is damaged", self.path)
-
     # ---- metadata ------------------------------------------------------------------------------------------
 
     def _timing(self) -> tuple[float, float]:
@@ -370,54 +136,6 @@ class VideoReader:
         if not fps or not math.isfinite(fps):
             fps = 0.0
         return fps, (n / fps if fps > 0 else 0.0)
-
-    def _declared_duration(self) -> float | None:
-        """The video stream's duration as its header states it (not measured), if it states one."""
-        s = self._stream
-        if s.duration and s.time_base:
-            return float(s.duration * s.time_base)
-        tag = _tag_seconds((s.metadata or {}).get("DURATION"))  # Matroska keeps it in a per-track tag
-        if tag:
-            return tag
-        c = self._container
-        if len(c.streams) == 1 and c.duration:  # the container's is the longest stream's: only then ours
-            return c.duration / 1e6
-        return None
-
-    def _ended_early(self) -> str | None:
-        """Why the stream looks cut short (a phrase for ``reasons``), or ``None``."""
-        n = len(self._pts)
-        if self._scan_error:
-            return f"the container breaks off after {n} frames ({self._scan_error})"
-        if self._skip_pts:
-            return "the stream is cut off inside a packet"
-        if self._declared_frames > n and self._data_to_eof:
-            return "the stream is cut off where the file ends"
-        if not self._declared_frames:  # no frame count to compare (Matroska, WebM): compare durations
-            declared = self._declared_duration()
-            fps, duration = self._timing()
-            if self._last_duration > 0:  # a last frame shown long (variable frame rate) is no missing tail
-                duration = float(self._pts[-1] - self._pts[0] + self._last_duration) * self._tb
-            if declared and fps > 0 and declared - duration > max(0.25, 2.0 / fps, 0.05 * declared):
-                return (
-                    f"the stream ends early: its frames span {duration:.2f} s of the {declared:.2f} s the header "
-                    "declares"
-                )
-        return None
-
-    def _warnings(self, fps: float, duration: float) -> list[str]:
-        out = [self._rotation_warning] if self._rotation_warning else []
-        if len(self._pts) > 1 and not FPS_MIN < fps <= FPS_MAX:
-            out.append(
-                f"frame rate {fps:.4g} fps is implausible (outside {FPS_MIN:g}-{FPS_MAX:g} fps): "
-                "the header's timescale or timestamps are probably damaged"
-            )
-        declared = self._declared_duration()
-        mismatch = declared and abs(duration - declared) > max(1.0, 0.25 * max(duration, declared))
-        # A cut file is shorter than declared for a reason its damage already gives.
-        if mismatch and (duration > declared or self._ended_early() is None):
-            out.append(f"the frames span {duration:.3f} s but the header declares {declared:.3f} s")
-        return out
 
     @property
     def info(self) -> VideoInfo:
@@ -450,69 +168,6 @@ class VideoReader:
             damage=self.damage,
         )
 
-    @property
-    def damage(self) -> dict | None:
-        """What is wrong with the file so far, or ``None`` while nothing is.
-
-        The container-level part (frames missing against the declared count, a stream that ends early) is known
-        on opening; decode errors count as far as frames have been decoded, so read this after processing.
-
-        Returns:
-            ``None``, or a JSON-ready dict: ``declared_frames`` (the header's frame count, ``None`` when it
-            states none), ``frames`` (frames the file holds, ``len(reader)``), ``stream_ended_early``,
-            ``decode_errors`` (packets whose decode failed + FFmpeg's error messages while decoding; messages are
-            counted only while decoding runs on from the first keyframe, as seeking into the middle makes FFmpeg
-            complain about sound files too),
-            ``failed_packets``, ``concealed_frames`` (frames the decoder patched up), ``lost_frames`` (frames
-            decoding passed over), ``messages`` (the first few FFmpeg error messages) and ``reasons`` (one
-            phrase each, for :func:`damage_message`).
-        """
-        self._take_foreign_logs()
-        n = len(self._pts)
-        declared = self._declared_frames or None
-        ended = self._ended_early()
-        failed, concealed, lost = len(self._failed_pts), len(self._concealed_pts), len(self._lost)
-        errors = failed + len(self._error_keys)
-        short = declared is not None and declared > n
-        if not (short or ended or errors or concealed or lost):
-            return None
-        reasons = []
-        if short:
-            reasons.append(f"file holds {n} of {declared} declared frames")
-        if ended:
-            reasons.append(ended)
-        if failed:
-            reasons.append(f"{_plural(failed, 'packet')} failed to decode")
-        if self._error_keys:
-            extra = f" ({_plural(concealed, 'frame')} concealed)" if concealed else ""
-            reasons.append(f"the decoder reported {_plural(len(self._error_keys), 'error')}{extra}")
-        elif concealed:
-            reasons.append(f"{_plural(concealed, 'frame')} decoded with concealed errors")
-        if lost:
-            reasons.append(f"{_plural(lost, 'frame')} could not be decoded")
-        return {
-            "declared_frames": declared,
-            "frames": n,
-            "stream_ended_early": ended is not None,
-            "decode_errors": errors,
-            "failed_packets": failed,
-            "concealed_frames": concealed,
-            "lost_frames": lost,
-            "messages": list(self._messages),
-            "reasons": reasons,
-        }
-
-    @property
-    def damage_summary(self) -> str | None:
-        """:func:`damage_message` of :attr:`damage` for this file, or ``None`` while the file is sound."""
-        return damage_message(self.damage, self.path)
-
-    @property
-    def decode_errors(self) -> int:
-        """Packets that failed to decode plus FFmpeg's error messages while decoding (see :attr:`damage`)."""
-        self._take_foreign_logs()
-        return len(self._failed_pts) + len(self._error_keys)
-
     def __len__(self) -> int:
         return len(self._pts)
 
@@ -521,130 +176,7 @@ class VideoReader:
         """Presentation time in seconds of every frame, relative to the first."""
         return (self._pts - self._pts[0]).astype(np.float64) * self._tb
 
-    # ---- damage bookkeeping --------------------------------------------------------------------------------
-
-    def _note_messages(self, logs: Sequence, key) -> None:
-        import av.logging
-
-        if not self._count_messages:
-            return
-        for level, name, message in logs:
-            if level > av.logging.ERROR:
-                continue
-            text = f"{name}: {message.strip()}" if name else message.strip()
-            self._error_keys.add((key, text))
-            if len(self._messages) < _MAX_MESSAGES and text not in self._messages:
-                self._messages.append(text)
-
-    def _take_foreign_logs(self) -> None:
-        if not self._worker_threads:
-            return  # its decoder logs only on the calling thread, caught there
-        mine = [m for m in _LOG.take_foreign() if m[1] == self._codec_name]
-        if mine:
-            self._note_messages(mine, None)  # no packet to tie them to: the message text tells them apart
-
-    # ---- decoding core -------------------------------------------------------------------------------------
-
-    def _raw_frames(self) -> Iterator:
-        """Decoded frames from the current demux position; damaged packets are skipped like FFmpeg does.
-
-        While ``self._wanted`` is set, packets of frames nobody asked for are decoded with
-        ``skip_frame=NONREF``: the decoder drops them when no other frame references them (most B-frames),
-        which saves a quarter to a half of the work of sparse sampling and never changes a wanted frame.
-
-        Every failure is booked for :attr:`damage`: packets whose decode raises, frames flagged as concealed, and
-        FFmpeg's error messages. No capture is held across a ``yield``: captures stack per thread, and another
-        reader's generator may run between two frames.
-        """
-        import av
-
-        ctx = self._stream.codec_context
-        skipping = None  # unknown: an earlier pass may have left NONREF set on the shared codec context
-        packets = self._container.demux(self._stream)
-        while True:
-            broke = False
-            with _LOG.local():  # the parser repeats what the scan already judged (a cut packet)
-                try:
-                    packet = next(packets, None)
-                except av.FFmpegError:
-                    packet, broke = None, True
-            if broke:
-                # The container breaks off here (the scan saw it too). PyAV's closing flush packet will not come,
-                # so drain the decoder of the frames it still holds.
-                yield from self._decode_packet(None, ctx)
-                return
-            if packet is None:
-                return
-            if packet.size and packet.pts in self._skip_pts:
-                continue
-            wanted = self._wanted
-            skip = wanted is not None and packet.pts not in wanted
-            if skip != skipping:
-                ctx.skip_frame = "NONREF" if skip else "DEFAULT"
-                skipping = skip
-            yield from self._decode_packet(packet, ctx)
-
-    def _decode_packet(self, packet, ctx) -> list:
-        """Decode one packet (``None``: flush the decoder) and book what went wrong."""
-        import av
-
-        key = None if packet is None else (packet.pts if packet.pts is not None else packet.dts)
-        with _LOG.local() as logs:
-            try:
-                frames = ctx.decode(None) if packet is None else packet.decode()
-            except av.FFmpegError:
-                frames = None
-        if frames is None:
-            self._failed_pts.add(key)  # its messages only explain this failure: not counted twice
-            for _, name, message in logs[: max(0, _MAX_MESSAGES - len(self._messages))]:
-                self._messages.append(f"{name}: {message.strip()}" if name else message.strip())
-            frames = []
-        else:
-            self._note_messages(logs, key)
-        self._take_foreign_logs()
-        for f in frames:
-            self.frames_decoded += 1
-            if f.is_corrupt:
-                self._concealed_pts.add(f.pts)
-        return frames
-
-    def _decode_from(self, seek_pts: int, first_wanted: int) -> Iterator[tuple[int, object]]:
-        """Seek to the keyframe at or before ``seek_pts`` and yield ``(pts, frame)`` from ``first_wanted`` on."""
-        self._take_foreign_logs()  # what the decoder said so far belongs to the decoding before this seek
-        with _LOG.local():
-            self._container.seek(seek_pts, stream=self._stream, backward=True, any_frame=False)
-        self._take_foreign_logs()  # seeking flushed the decoder: its threads' last messages are in
-        # Past a seek into the middle, FFmpeg complains about references from before the seek point (open GOPs)
-        # even in sound files: its messages count only while decoding runs from the first keyframe on. Failed
-        # packets and frames flagged as concealed count everywhere.
-        self._count_messages = len(self._key_pts) < 2 or seek_pts < self._key_pts[1]
-        self._frames = self._raw_frames()
-        self._pos_pts = None
-        return self._continue(first_wanted)
-
-    def _continue(self, first_wanted: int) -> Iterator[tuple[int, object]]:
-        assert self._frames is not None
-        for frame in self._frames:
-            t = frame.pts if frame.pts is not None else frame.dts
-            if t is None:
-                continue
-            self._pos_pts = t
-            if t >= first_wanted:
-                yield t, frame
-
-    def _to_array(self, frame, size: tuple[int, int] | None) -> np.ndarray:
-        rot_k = self._rotation // 90
-        if size is not None:
-            h, w = size
-            if rot_k % 2:
-                h, w = w, h
-            frame = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA")
-            arr = frame.to_ndarray()
-        else:
-            arr = frame.to_ndarray(format="rgb24")
-        if rot_k:
-            arr = np.ascontiguousarray(np.rot90(arr, k=rot_k))
-        return arr
+    # ---- frame access --------------------------------------------------------------------------------------
 
     def _check_indices(self, indices: Sequence[int]) -> np.ndarray:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -715,31 +247,6 @@ class VideoReader:
                 before, after = got[max(k - 1, 0)], got[min(k, len(got) - 1)]
                 out[i] = out[int(before if abs(i - before) <= abs(after - i) else after)]
         return np.stack([out[int(i)] for i in idx])
-
-    def _seek_or_continue(self, target: int, index: int):
-        k = bisect.bisect_right(self._key_pts, target) - 1
-        key = self._key_pts[max(k, 0)]
-        pos = self._pos_pts
-        gen = None
-        if self._frames is not None and pos is not None and key <= pos < target:
-            gen = self._continue(target)  # already inside the keyframe's group: decoding on is cheapest
-        for attempt in range(2):
-            if gen is None:
-                seek_to = key if attempt == 0 else int(self._pts[0])
-                gen = self._decode_from(seek_to, target)
-            for t, frame in gen:
-                if t == target:
-                    return frame
-                if t > target:
-                    break  # landed past it (open GOP / imprecise seek): retry from the very start
-            else:
-                break
-            gen = None
-        n = len(self._pts)
-        raise TruncatedVideoError(
-            f"frame {index} of {n} cannot be decoded: the stream ends early or is damaged; re-encode or skip it",
-            self.path,
-        )
 
     def iter_frames(
         self, start: int = 0, stop: int | None = None, size: tuple[int, int] | None = None
@@ -826,11 +333,6 @@ class VideoReader:
         return self.damage
 
     # ---- lifetime ------------------------------------------------------------------------------------------
-
-    def _close_container(self) -> None:
-        self._frames = None
-        with _LOG.local():
-            self._container.close()
 
     def close(self) -> None:
         self._close_container()

@@ -164,6 +164,35 @@ def load_annotation_pickle(path: str | os.PathLike) -> object:
     return unpickle_annotations(data)
 
 
+def training_annotations(path: str | os.PathLike) -> Path:
+    """The annotation pickle to train on: ``path`` itself, or in an FIV2 folder its ``annotation_training.pkl``.
+
+    A folder is searched as ``emovid data check fiv2`` searches it (``annotation_*.pkl`` directly inside); a folder
+    with a single such pickle gives that one.
+
+    Raises:
+        ConfigError: a folder without annotation pickles, or with several but no ``annotation_training.pkl``.
+    """
+    from emovid.errors import ConfigError
+
+    p = Path(path)
+    if not p.is_dir():
+        return p
+    pkls = sorted(p.glob("annotation_*.pkl"))
+    if (p / "annotation_training.pkl") in pkls:
+        return p / "annotation_training.pkl"
+    if len(pkls) == 1:
+        return pkls[0]
+    if not pkls:
+        raise ConfigError(
+            f"{p}: no annotation_*.pkl in this folder; give the First Impressions folder that holds "
+            "annotation_training.pkl, or the pickle itself"
+        )
+    raise ConfigError(
+        f"{p}: no annotation_training.pkl among {', '.join(q.name for q in pkls)}; give the pickle to train on"
+    )
+
+
 def find_fiv2_videos(folders: Iterable[str | os.PathLike]) -> dict[str, Path]:
     """Map ``VIDEOID.NNN.mp4`` → path for the ``.mp4`` files in ``folders`` and their immediate sub-folders."""
     out: dict[str, Path] = {}

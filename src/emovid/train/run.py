@@ -1,0 +1,165 @@
+"""The run: :func:`train` puts task, model, loaders, callbacks and loggers on one Lightning ``Trainer``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from emovid.config import TrainConfig
+from emovid.data.datasets import EpochRef
+from emovid.errors import ConfigError
+from emovid.tasks.base import Task
+from emovid.train.checkpoint import MODEL_FILE, TRAIN_CONFIG, ExportBest, _resume_epoch, safe_checkpoint_io
+from emovid.train.console import make_loggers, make_progress_bar, quiet_lightning
+from emovid.train.module import _EpochSetter, _lightning, make_datamodule, make_module
+from emovid.train.prepare import _loaders, _note, preflight, prepare, split_note
+from emovid.utils.io import write_json
+
+
+def train(cfg: TrainConfig, callbacks: list | None = None, trainer_kwargs: dict | None = None) -> dict[str, Any]:
+    """Train ``cfg.task`` and write the checkpoint directory ``cfg.output_dir``.
+
+    Args:
+        callbacks: extra Lightning callbacks.
+        trainer_kwargs: extra ``Trainer`` arguments (override the config's).
+
+    Returns:
+        A summary: best metric, metrics of the best epoch, paths, skipped videos.
+    """
+    pl = _lightning()
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    out = Path(cfg.output_dir)
+    last = out / "checkpoints" / "last.ckpt"
+    if cfg.resume and not last.exists():
+        raise ConfigError(f"{out}: nothing to resume (no checkpoints/last.ckpt); drop --resume to start a new run")
+    if not cfg.resume and last.exists():
+        raise ConfigError(f"{out}: already holds a run; pass --resume to continue it or choose another --output-dir")
+    out.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    task, model = prepare(cfg)
+    failures = preflight(task, cfg, out)
+    _note(split_note(task, failures))
+    cached = bool(cfg.cache_features) or task.uses_embeddings
+    if cfg.freeze_backbone or cached:
+        model.feature_extractor.requires_grad_(False)
+    train_loader, eval_loader = _loaders(cfg, task, model)
+    if cfg.cache_features and not task.uses_embeddings:
+        from emovid.features import cache_features
+
+        train_loader, eval_loader = cache_features(task, model, eval_loader, out / "feature_cache", cfg)
+    cfg.save(out / TRAIN_CONFIG)
+    module = make_module(task, model, cfg, cached)
+    # Lightning 2.x keeps the train/eval modes it finds, and parts loaded from other runs (fusion heads) come in eval
+    # mode; set the module's own modes before fit checks them. A frozen backbone stays in eval mode on purpose.
+    module.train()
+    if cfg.freeze_backbone or cached:
+        import warnings
+
+        warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
+    epoch_ref = EpochRef(_resume_epoch(last) if cfg.resume else 0)
+    data = make_datamodule(task, cfg, train_loader, eval_loader, epoch_ref)
+    monitor = task.monitor
+    best_ckpt = ModelCheckpoint(
+        dirpath=out / "checkpoints", filename="best", monitor=monitor, mode=task.mode, save_top_k=1
+    )
+    # Lightning's save_last only refreshes last.ckpt when a top-k file is written; resume needs every epoch.
+    last_ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None, save_top_k=1)
+    export = ExportBest(task, cfg, out, monitor)
+    cbs = [_EpochSetter(epoch_ref), best_ckpt, last_ckpt, export, *(callbacks or [])]
+    if cfg.early_stopping_patience:
+        cbs.append(EarlyStopping(monitor=monitor, mode=task.mode, patience=cfg.early_stopping_patience))
+    loggers = make_loggers(out, last if cfg.resume else None)
+    trainer = make_trainer(cfg, out, cbs, loggers, trainer_kwargs)
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if cfg.resume else None)
+    summary: dict[str, Any] = {
+        "output_dir": str(out),
+        "task": cfg.task,
+        "monitor": monitor,
+        "best": export.best,
+        "best_metrics": export.best_metrics,
+        "epochs_run": trainer.current_epoch,
+        "skipped_videos": len(failures),
+    }
+    test_records = getattr(task, "test_records", None)
+    if test_records and trainer.is_global_zero:
+        summary["test_metrics"] = evaluate_split(task, module, test_records, eval_loader, cfg, trainer)
+        write_json(out / "test_metrics.json", summary["test_metrics"])
+    return summary
+
+
+def make_trainer(cfg, out: Path, callbacks: list, loggers, overrides: dict | None = None, **extra):
+    """The Lightning ``Trainer`` of a training or pretraining config (shared fields: epochs/steps, devices, nodes,
+    strategy, precision, accumulation, clipping, logging); ``extra`` and then ``overrides`` take precedence.
+
+    Its checkpoint reads (``fit(ckpt_path=...)`` on ``--resume``) go through :func:`emovid.models.hub.load_checkpoint`,
+    so a ``.ckpt`` runs no code unless trusted; its console shows the progress bar and nothing of Lightning's chatter.
+    """
+    pl = _lightning()
+    callbacks = list(callbacks)
+    quiet_lightning(callbacks)
+    if cfg.progress_bar and not any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks):
+        callbacks.append(make_progress_bar())
+    kwargs: dict[str, Any] = dict(
+        max_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        accelerator=cfg.accelerator,
+        devices=parse_devices(cfg.devices),
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        precision=cfg.precision,
+        accumulate_grad_batches=cfg.accumulate_grad_batches,
+        gradient_clip_val=cfg.gradient_clip_val,
+        callbacks=callbacks,
+        logger=loggers,
+        log_every_n_steps=cfg.log_every_n_steps,
+        enable_progress_bar=cfg.progress_bar,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+        default_root_dir=str(out),
+        plugins=[safe_checkpoint_io()],
+        **extra,
+    )
+    if cfg.limit_train_batches is not None:
+        kwargs["limit_train_batches"] = cfg.limit_train_batches
+    kwargs.update(overrides or {})
+    return pl.Trainer(**kwargs)
+
+
+def parse_devices(devices: str | int):
+    """Lightning's ``devices``: a count given as a string becomes an int; ``auto`` and lists stay as they are."""
+    if isinstance(devices, str) and devices.isdigit():
+        return int(devices)
+    return devices
+
+
+def evaluate_split(task: Task, module, records: list, loader, cfg: TrainConfig, trainer) -> dict[str, float]:
+    """Metrics of the best weights on another split (e.g. the dataset's test labels)."""
+    from safetensors.torch import load_file
+    from torch.utils.data import DataLoader
+
+    from emovid.data.datasets import ClipDataset, collate_skip_none
+
+    best = Path(cfg.output_dir) / MODEL_FILE
+    if best.exists():
+        module.model.load_state_dict(load_file(str(best)))
+    ds = ClipDataset(records, loader, task.targets, seed=cfg.seed)
+    dl = DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=collate_skip_none)
+    pl = _lightning()
+    tester = pl.Trainer(
+        accelerator=cfg.accelerator,
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    module.stage = "test"
+    saved = task.val_records
+    task.val_records = records
+    try:
+        tester.validate(module, dataloaders=dl, verbose=False)
+    finally:
+        task.val_records = saved
+        module.stage = "val"
+    return getattr(module, "last_metrics", {})

@@ -1,0 +1,261 @@
+"""The packet layer of :class:`~emovid.video.decode.VideoReader`: opening, the packet index, and decoding.
+
+:class:`_StreamDecoder` opens the video stream, demuxes every packet once for exact frame timestamps and keyframe
+positions, and decodes from a keyframe on, booking every failure for the damage record
+(:class:`~emovid.video.damage._DamageTracking`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from collections.abc import Iterator
+
+import numpy as np
+
+from emovid.errors import (
+    EmptyVideoError,
+    NotAVideoError,
+    NoVideoStreamError,
+    TruncatedVideoError,
+    UnsupportedCodecError,
+)
+from emovid.utils.paths import check_regular_file
+from emovid.video.damage import _MAX_MESSAGES, _DamageTracking, _display_rotation
+from emovid.video.ffmpeg_log import _LOG, _ffmpeg_reason
+
+
+def _check_path(path: str | os.PathLike) -> str:
+    # Before anything opens it: opening a FIFO blocks forever, a device never ends.
+    return check_regular_file(path, "file")  # "no such file", "is a FIFO, not a regular file": what callers match
+
+
+def _open_container(path: str):
+    import av
+
+    try:
+        with _LOG.local():  # the demuxer's complaint is in the error we raise; keep it off the terminal
+            return av.open(path, metadata_errors="ignore")
+    except av.FFmpegError as e:
+        raise NotAVideoError(
+            f"cannot be opened as a video ({_ffmpeg_reason(e)}); it is not a video or it is corrupt/truncated", path
+        ) from e
+
+
+class _StreamDecoder(_DamageTracking):
+    """Set-up, decoding core and seeking of :class:`~emovid.video.decode.VideoReader` (which opens the container)."""
+
+    def _init_stream(self, threads: int, thread_type: str) -> None:
+        c = self._container
+        if not c.streams.video:
+            what = "an audio-only file" if c.streams.audio else "a file without a video stream"
+            raise NoVideoStreamError(f"is {what}; give a video file", self.path)
+        s = c.streams.video[0]
+        if s.codec_context is None or s.codec_context.codec is None:
+            raise UnsupportedCodecError(
+                "its video codec has no decoder in this FFmpeg build; re-encode to H.264", self.path
+            )
+        self._stream = s
+        self._tb = float(s.time_base) if s.time_base else 1.0
+        self._has_audio = bool(c.streams.audio)
+        self._codec_name = s.codec_context.name
+        # Only then can the decoder log from threads of its own (see _FFmpegLog).
+        self._worker_threads = thread_type != "NONE" and threads != 1
+        self.frames_decoded = 0  # frames the decoder produced (sparse sampling keeps this far below len(self))
+        # Damage met while decoding, as sets so that decoding a stretch twice does not count it twice.
+        self._failed_pts: set = set()  # packets whose decode raised
+        self._concealed_pts: set = set()  # frames the decoder flagged as patched up (error concealment)
+        self._error_keys: set = set()  # (packet, message) of FFmpeg's error messages while decoding
+        self._messages: list[str] = []  # the first few of them, as examples
+        self._lost: set[int] = set()  # frame indices decoding passed over without producing them
+        self._count_messages = True  # FFmpeg's messages are damage (not seek artefacts): see _decode_from
+        self._scan_packets()
+        if thread_type != "NONE":
+            s.thread_type = thread_type
+            s.thread_count = threads
+        self._rotation = 0
+        self._rotation_warning: str | None = None
+        self._wanted: set[int] | None = None  # pts of frames to decode in full; None = every frame
+        self._frames: Iterator | None = None  # live decode generator
+        self._pos_pts: int | None = None  # pts of the last frame the generator produced
+        self._peek_first_frame()
+
+    def _scan_packets(self) -> None:
+        """Demux every video packet once (no decoding) for exact frame timestamps and keyframe positions."""
+        import av
+
+        entries: list[tuple[int, bool, bool, int, int]] = []  # pts, keyframe, flagged corrupt, end offset, duration
+        error = None
+        with _LOG.local():  # the demuxer's "partial file" is judged below, not printed
+            try:
+                for p in self._container.demux(self._stream):
+                    if p.size == 0:
+                        continue
+                    t = p.pts if p.pts is not None else p.dts
+                    if t is None:
+                        continue
+                    end = p.pos + p.size if p.pos is not None and p.pos >= 0 else -1
+                    entries.append((t, p.is_keyframe, p.is_corrupt, end, p.duration or 0))
+            except av.FFmpegError as e:
+                error = _ffmpeg_reason(e)  # damaged tail; frames before it are still usable
+        size = os.path.getsize(self.path)
+        # A file cut inside a packet still demuxes that packet, short and flagged corrupt: it holds no frame,
+        # and feeding it to a frame-threaded decoder also loses the frames queued before it.
+        self._skip_pts: set[int] = set()
+        while entries and (entries[-1][2] or entries[-1][3] > size):
+            self._skip_pts.add(entries.pop()[0])
+        if not entries:
+            declared = int(self._stream.frames or 0)
+            if self._skip_pts or error or declared:
+                held = f"none of the {declared} frames it declares" if declared else "no complete frame"
+                raise EmptyVideoError(f"holds {held}: the file is cut off or damaged; get a complete copy", self.path)
+            raise EmptyVideoError("the video stream contains no frames", self.path)
+        pts = sorted(e[0] for e in entries)
+        key_pts = sorted(e[0] for e in entries if e[1])
+        self._pts = np.asarray(pts, dtype=np.int64)
+        self._key_pts = key_pts or [pts[0]]
+        self._scan_complete = error is None
+        self._scan_error = error
+        self._data_to_eof = max(e[3] for e in entries) >= size  # the last frame's bytes run to the end of the file
+        self._declared_frames = int(self._stream.frames or 0)
+        self._last_duration = max(entries)[4]  # how long the last frame shows, when the container says
+
+    def _peek_first_frame(self) -> None:
+        """Decode the first frame: proves the stream decodes and reads the display rotation."""
+        for _, frame in self._decode_from(int(self._pts[0]), int(self._pts[0])):
+            self._rotation, self._rotation_warning = _display_rotation(frame)
+            return
+        raise EmptyVideoError("no frame of the video stream could be decoded; the file is damaged", self.path)
+
+    # ---- decoding core -------------------------------------------------------------------------------------
+
+    def _raw_frames(self) -> Iterator:
+        """Decoded frames from the current demux position; damaged packets are skipped like FFmpeg does.
+
+        While ``self._wanted`` is set, packets of frames nobody asked for are decoded with
+        ``skip_frame=NONREF``: the decoder drops them when no other frame references them (most B-frames),
+        which saves a quarter to a half of the work of sparse sampling and never changes a wanted frame.
+
+        Every failure is booked for :attr:`damage`: packets whose decode raises, frames flagged as concealed, and
+        FFmpeg's error messages. No capture is held across a ``yield``: captures stack per thread, and another
+        reader's generator may run between two frames.
+        """
+        import av
+
+        ctx = self._stream.codec_context
+        skipping = None  # unknown: an earlier pass may have left NONREF set on the shared codec context
+        packets = self._container.demux(self._stream)
+        while True:
+            broke = False
+            with _LOG.local():  # the parser repeats what the scan already judged (a cut packet)
+                try:
+                    packet = next(packets, None)
+                except av.FFmpegError:
+                    packet, broke = None, True
+            if broke:
+                # The container breaks off here (the scan saw it too). PyAV's closing flush packet will not come,
+                # so drain the decoder of the frames it still holds.
+                yield from self._decode_packet(None, ctx)
+                return
+            if packet is None:
+                return
+            if packet.size and packet.pts in self._skip_pts:
+                continue
+            wanted = self._wanted
+            skip = wanted is not None and packet.pts not in wanted
+            if skip != skipping:
+                ctx.skip_frame = "NONREF" if skip else "DEFAULT"
+                skipping = skip
+            yield from self._decode_packet(packet, ctx)
+
+    def _decode_packet(self, packet, ctx) -> list:
+        """Decode one packet (``None``: flush the decoder) and book what went wrong."""
+        import av
+
+        key = None if packet is None else (packet.pts if packet.pts is not None else packet.dts)
+        with _LOG.local() as logs:
+            try:
+                frames = ctx.decode(None) if packet is None else packet.decode()
+            except av.FFmpegError:
+                frames = None
+        if frames is None:
+            self._failed_pts.add(key)  # its messages only explain this failure: not counted twice
+            for _, name, message in logs[: max(0, _MAX_MESSAGES - len(self._messages))]:
+                self._messages.append(f"{name}: {message.strip()}" if name else message.strip())
+            frames = []
+        else:
+            self._note_messages(logs, key)
+        self._take_foreign_logs()
+        for f in frames:
+            self.frames_decoded += 1
+            if f.is_corrupt:
+                self._concealed_pts.add(f.pts)
+        return frames
+
+    def _decode_from(self, seek_pts: int, first_wanted: int) -> Iterator[tuple[int, object]]:
+        """Seek to the keyframe at or before ``seek_pts`` and yield ``(pts, frame)`` from ``first_wanted`` on."""
+        self._take_foreign_logs()  # what the decoder said so far belongs to the decoding before this seek
+        with _LOG.local():
+            self._container.seek(seek_pts, stream=self._stream, backward=True, any_frame=False)
+        self._take_foreign_logs()  # seeking flushed the decoder: its threads' last messages are in
+        # Past a seek into the middle, FFmpeg complains about references from before the seek point (open GOPs)
+        # even in sound files: its messages count only while decoding runs from the first keyframe on. Failed
+        # packets and frames flagged as concealed count everywhere.
+        self._count_messages = len(self._key_pts) < 2 or seek_pts < self._key_pts[1]
+        self._frames = self._raw_frames()
+        self._pos_pts = None
+        return self._continue(first_wanted)
+
+    def _continue(self, first_wanted: int) -> Iterator[tuple[int, object]]:
+        assert self._frames is not None
+        for frame in self._frames:
+            t = frame.pts if frame.pts is not None else frame.dts
+            if t is None:
+                continue
+            self._pos_pts = t
+            if t >= first_wanted:
+                yield t, frame
+
+    def _to_array(self, frame, size: tuple[int, int] | None) -> np.ndarray:
+        rot_k = self._rotation // 90
+        if size is not None:
+            h, w = size
+            if rot_k % 2:
+                h, w = w, h
+            frame = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA")
+            arr = frame.to_ndarray()
+        else:
+            arr = frame.to_ndarray(format="rgb24")
+        if rot_k:
+            arr = np.ascontiguousarray(np.rot90(arr, k=rot_k))
+        return arr
+
+    def _seek_or_continue(self, target: int, index: int):
+        k = bisect.bisect_right(self._key_pts, target) - 1
+        key = self._key_pts[max(k, 0)]
+        pos = self._pos_pts
+        gen = None
+        if self._frames is not None and pos is not None and key <= pos < target:
+            gen = self._continue(target)  # already inside the keyframe's group: decoding on is cheapest
+        for attempt in range(2):
+            if gen is None:
+                seek_to = key if attempt == 0 else int(self._pts[0])
+                gen = self._decode_from(seek_to, target)
+            for t, frame in gen:
+                if t == target:
+                    return frame
+                if t > target:
+                    break  # landed past it (open GOP / imprecise seek): retry from the very start
+            else:
+                break
+            gen = None
+        n = len(self._pts)
+        raise TruncatedVideoError(
+            f"frame {index} of {n} cannot be decoded: the stream ends early or is damaged; re-encode or skip it",
+            self.path,
+        )
+
+    def _close_container(self) -> None:
+        self._frames = None
+        with _LOG.local():
+            self._container.close()
