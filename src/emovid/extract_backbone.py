@@ -52,12 +52,9 @@ class Extractor:
 
 
 def _file_sha256(paths: Sequence[Path]) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:16]
+    from emovid.utils.io import file_sha256
+
+    return file_sha256(*paths)[:16]
 
 
 def _state_sha256(module: nn.Module) -> str:

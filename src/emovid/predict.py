@@ -43,7 +43,6 @@ batch of clips however long the video. A thread decodes ahead while the model ru
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -87,11 +86,9 @@ def task_outputs(task: str) -> list[str]:
 
 
 def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    from emovid.utils.io import file_sha256
+
+    return file_sha256(path)[:16]
 
 
 def _run_task(run: Path) -> str:

@@ -8,7 +8,6 @@ sorted by a column) and ``predictions.jsonl`` (every field, series included) ato
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -107,14 +106,9 @@ class PredictJob(Job):
 
 def _weights_sha(run: Path) -> str:
     from emovid.train import MODEL_FILE
+    from emovid.utils.io import file_sha256
 
-    h = hashlib.sha256()
-    f = run / MODEL_FILE
-    if f.is_file():
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:16]
+    return file_sha256(run / MODEL_FILE)[:16]
 
 
 def write_predictions(out: Path, records: list[dict], predictor, sort: str | None = None) -> Path:

@@ -342,11 +342,9 @@ def fetch_weights(specs: Sequence[str], to: str | os.PathLike | None = None) -> 
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from emovid.utils.io import file_sha256
+
+    return file_sha256(path)
 
 
 # ---- loading into a model --------------------------------------------------------------------------------------

@@ -201,11 +201,7 @@ class _EpochSetter(Callback):
 
 
 def _resume_epoch(ckpt: Path) -> int:
-    """The epoch a resumed run starts in (Lightning may build loaders before it restores its epoch counter)."""
-    from emovid.models.hub import load_checkpoint
+    """The epoch a resumed run starts in: the rule of training (:func:`emovid.train.checkpoint._resume_epoch`)."""
+    from emovid.train.checkpoint import _resume_epoch as resume_epoch
 
-    state = load_checkpoint(ckpt)
-    try:
-        return int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
-    except (KeyError, TypeError):
-        return int(state.get("epoch", -1)) + 1
+    return resume_epoch(ckpt)

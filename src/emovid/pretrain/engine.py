@@ -130,13 +130,10 @@ def pretrain(cfg: PretrainConfig, callbacks: list | None = None, trainer_kwargs:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from emovid.train import make_loggers, make_trainer
+    from emovid.train.checkpoint import check_run_folder
 
     out = Path(cfg.output_dir)
-    last = out / "checkpoints" / "last.ckpt"
-    if cfg.resume and not last.exists():
-        raise ConfigError(f"{out}: nothing to resume (no checkpoints/last.ckpt); drop --resume to start a new run")
-    if not cfg.resume and last.exists():
-        raise ConfigError(f"{out}: already holds a run; pass --resume to continue it or choose another --output-dir")
+    last = check_run_folder(out, cfg.resume)
     if not cfg.videos:
         raise ConfigError("give the unlabelled videos with --videos DIR")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)

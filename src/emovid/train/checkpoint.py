@@ -120,6 +120,18 @@ class ExportBest(Callback):
         self.best_metrics = state.get("best_metrics", {})
 
 
+def check_run_folder(out: Path, resume: bool) -> Path:
+    """``OUT/checkpoints/last.ckpt`` of a run folder, after refusing to resume nothing or to overwrite a run."""
+    from emovid.errors import ConfigError
+
+    last = Path(out) / "checkpoints" / "last.ckpt"
+    if resume and not last.exists():
+        raise ConfigError(f"{out}: nothing to resume (no checkpoints/last.ckpt); drop --resume to start a new run")
+    if not resume and last.exists():
+        raise ConfigError(f"{out}: already holds a run; pass --resume to continue it or choose another --output-dir")
+    return last
+
+
 def _resume_epoch(ckpt: Path) -> int:
     """The epoch a resumed run starts in (loaders may be iterated before Lightning's epoch hooks run)."""
     from emovid.models.hub import load_checkpoint

@@ -7,9 +7,15 @@ from typing import Any
 
 from emovid.config import TrainConfig
 from emovid.data.datasets import EpochRef
-from emovid.errors import ConfigError
 from emovid.tasks.base import Task
-from emovid.train.checkpoint import MODEL_FILE, TRAIN_CONFIG, ExportBest, _resume_epoch, safe_checkpoint_io
+from emovid.train.checkpoint import (
+    MODEL_FILE,
+    TRAIN_CONFIG,
+    ExportBest,
+    _resume_epoch,
+    check_run_folder,
+    safe_checkpoint_io,
+)
 from emovid.train.console import make_loggers, make_progress_bar, quiet_lightning
 from emovid.train.module import _EpochSetter, _lightning, make_datamodule, make_module
 from emovid.train.prepare import _loaders, _note, preflight, prepare, split_note
@@ -30,11 +36,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None, trainer_kwargs: dict 
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     out = Path(cfg.output_dir)
-    last = out / "checkpoints" / "last.ckpt"
-    if cfg.resume and not last.exists():
-        raise ConfigError(f"{out}: nothing to resume (no checkpoints/last.ckpt); drop --resume to start a new run")
-    if not cfg.resume and last.exists():
-        raise ConfigError(f"{out}: already holds a run; pass --resume to continue it or choose another --output-dir")
+    last = check_run_folder(out, cfg.resume)
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     task, model = prepare(cfg)

@@ -57,6 +57,16 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
         os.fsync(f.fileno())
 
 
+def file_sha256(*paths: str | os.PathLike) -> str:
+    """Hex SHA-256 of the files' bytes, in order (weights checksums, run identities)."""
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
 def dumps(obj: Any, indent: int | None = None) -> str:
     """JSON text of ``obj`` that can always be written as UTF-8.
 
