@@ -1,23 +1,21 @@
-"""What every per-input batch command shares: listing inputs, recording failures, one summary, one exit rule.
+"""What every per-input batch command shares besides the engine: input scans, the summary and its exit rule.
 
-``emovid analyze``, ``extract``, ``faces embed`` and ``index build`` each process many files. One bad file must
-never stop the others, and every command reports the same way:
+``emovid analyze``, ``extract``, ``predict``, ``faces embed`` and ``index build`` run on :mod:`emovid.engine`, which
+records any per-input exception as that input's failure and goes on. This module holds the pieces around it:
 
 * folder scans (:func:`scan_folder`) take regular files with a wanted extension and say what they left out
   (folders, FIFOs, devices or sockets named like media, broken links) — a FIFO is never opened;
-* each input runs inside :meth:`BatchRecorder.guard`, which records *any* exception as that input's failure
-  (``failures.jsonl``: input, error, error type) and goes on; only an interrupt stops the run;
-* damaged-but-readable inputs are processed with a warning and recorded; ``strict`` turns them into failures;
-* the run ends with one summary (``N done, N skipped, N failed of M videos``), the first few failures and
-  warnings with file and reason, and exit code 1 when any input failed.
+* one-line descriptions of any exception (:func:`describe_error`) and of a reader's damage record
+  (:func:`damage_line`); :class:`DamagedVideoError` for damaged inputs under ``--strict``;
+* :class:`BatchRecorder`: the counts, failures and warnings of a run, its summary (``N done, N skipped, N failed
+  of M videos``), the first few failures and warnings with file and reason, and exit code 1 when any input failed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,32 +107,18 @@ def damage_line(damage: dict[str, Any] | None) -> str | None:
 
 
 class BatchRecorder:
-    """Counts, failure journal and summary of one batch run.
+    """Counts, failures, warnings and summary of one batch run (filled in by :func:`emovid.engine.run`).
 
     Args:
-        failures_path: ``failures.jsonl`` of the run (failures of this run only; deleted at start unless ``keep``).
+        failures_path: the run's ``failures.jsonl`` (named in the summary).
         unit: what the inputs are, for the summary (``videos``, ``inputs``).
         key: the field naming the input in ``failures.jsonl`` (``input`` or ``video``).
-        strict: damaged inputs fail instead of being processed with a warning.
-        keep: keep an existing ``failures.jsonl`` (a command that merges journals itself).
-        debug: re-raise unexpected exceptions instead of recording them (default: :data:`DEBUG`, which
-            ``emovid --debug`` sets).
     """
 
-    def __init__(
-        self,
-        failures_path: str | os.PathLike | None,
-        unit: str = "inputs",
-        key: str = "input",
-        strict: bool = False,
-        keep: bool = False,
-        debug: bool | None = None,
-    ):
+    def __init__(self, failures_path: str | os.PathLike | None, unit: str = "inputs", key: str = "input"):
         self.failures_path = Path(failures_path) if failures_path is not None else None
         self.unit = unit
         self.key = key
-        self.strict = strict
-        self.debug = DEBUG if debug is None else debug
         self.total = 0
         self.done = 0
         self.skipped = 0
@@ -143,8 +127,6 @@ class BatchRecorder:
         self.ignored: list[tuple[Path, str]] = []
         self.num_damaged = 0
         self.rank = 0  # a distributed run's other ranks count their own share only
-        if self.failures_path is not None and not keep and self.failures_path.exists():
-            self.failures_path.unlink()  # failed inputs are retried; the journal describes this run
 
     # ---- recording -----------------------------------------------------------------------------------------
 
@@ -152,49 +134,8 @@ class BatchRecorder:
         """Scan-time leftovers (special files named like inputs): reported as warnings, never opened."""
         self.ignored.extend(entries)
 
-    def fail(self, input: str | os.PathLike, exc: BaseException | str, **extra: Any) -> dict[str, Any]:
-        """Record one input's failure (and write it to ``failures.jsonl``)."""
-        from emovid.utils.io import append_jsonl
-
-        msg = exc if isinstance(exc, str) else describe_error(exc)
-        rec = {self.key: os.fspath(input), "error": msg, **extra}
-        if not isinstance(exc, str):
-            rec.setdefault("type", type(exc).__name__)
-        self.failures.append(rec)
-        if self.failures_path is not None:
-            append_jsonl(self.failures_path, rec)
-        return rec
-
     def warn(self, input: str | os.PathLike, message: str) -> None:
         self.warnings.append(f"{display_path(input)}: {message}")
-
-    def damaged(self, input: str | os.PathLike, damage: dict[str, Any] | None) -> None:
-        """Note a damaged-but-readable input: a warning, or under ``strict`` a :class:`DamagedVideoError`."""
-        line = damage_line(damage)
-        if line is None:
-            return
-        if self.strict:
-            raise DamagedVideoError(f"damaged video ({line}); refused because of --strict", input)
-        self.num_damaged += 1
-        self.warn(input, f"damaged video, processed what decodes: {line}")
-
-    @contextlib.contextmanager
-    def guard(self, input: str | os.PathLike, **extra: Any) -> Iterator[None]:
-        """Run one input: any exception becomes its recorded failure; interrupts still stop the run.
-
-        Use ``with rec.guard(path): ...`` and call :meth:`success` inside when the outputs are written.
-        """
-        try:
-            yield
-        except (KeyboardInterrupt, SystemExit, GeneratorExit):
-            raise
-        except BaseException as e:
-            if self.debug and not isinstance(e, EmovidError):
-                raise
-            self.fail(input, e, **extra)
-
-    def success(self, n: int = 1) -> None:
-        self.done += n
 
     # ---- reporting -----------------------------------------------------------------------------------------
 

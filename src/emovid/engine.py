@@ -361,7 +361,7 @@ def run(
                 "Pass --overwrite to replace them or choose another output folder"
             )
     todo = [it for it in inputs if not (it.id in finished and job.outputs_exist(it, finished[it.id]))]
-    rec = BatchRecorder(out / FAILURES, unit=job.unit, key=job.key, strict=strict, keep=True)
+    rec = BatchRecorder(out / FAILURES, unit=job.unit, key=job.key)
     rec.ignore(list(ignored))
     rec.total, rec.skipped = len(inputs), len(inputs) - len(todo)
     if todo:
