@@ -15,7 +15,7 @@ from emovid.analyze import AnalyzeOptions, EmotionClassifier, analyze_file, coll
 from emovid.analyze.report import svg_timeline
 from emovid.cli import main
 from emovid.data.synth import render_video, sample_latent
-from emovid.demo import asset_path
+from emovid.demo import asset_path, sample_video
 from emovid.errors import ConfigError
 from emovid.faces import iou_matrix
 from emovid.video import write_video
@@ -111,6 +111,7 @@ def test_folder_run_with_corrupt_file_resume_and_report(media, tmp_path, capsys)
     assert any("broken.png: cannot be decoded as an image" in e for e in errs)
     assert "3 done, 0 skipped, 2 failed of 5 inputs" in cap.out
     assert "s1/clip: happy" in cap.out and "s2/clip: no face" in cap.out and "photo: happy" in cap.out
+    assert "photo: happy (1 face(s), image)" in cap.out and "s1/clip: happy (1 face(s), 10/10 frames" in cap.out
     fails = [json.loads(x) for x in (out / "failures.jsonl").read_text().splitlines()]
     assert sorted(f["input"].rsplit("/", 1)[1] for f in fails) == ["broken.mp4", "broken.png"]
     for key in ("s1/clip", "s2/clip", "photo"):
@@ -131,6 +132,8 @@ def test_folder_run_with_corrupt_file_resume_and_report(media, tmp_path, capsys)
     assert not re.search(r'src="(?!data:)', html)  # every image is inline
     assert html.count("<svg") >= 5 and "data:image/jpeg;base64," in html
     assert "none (no face found)" in html and "broken.mp4" in html
+    assert "image, 1 face(s); model" in html and "at 0 fps" not in html  # an image is not a 1-frame video
+    assert "face 0: happy 0.0–2.0 s" in html  # the segments of the clip's face
 
     # Resume: finished inputs are skipped (files untouched), failures are retried.
     mtime = (out / "photo.json").stat().st_mtime_ns
@@ -187,3 +190,60 @@ def test_demo_analyses_the_generated_video_and_photo(tmp_path, capsys):
     assert {r["key"]: r["dominant_emotion"] for r in summary["results"]}["astronaut"] == "happy"
     assert (tmp_path / "report" / "report.html").exists() and (tmp_path / "contact_sheet.png").exists()
     assert "report:" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def changing(tmp_path_factory):
+    """One face: happy, then surprised, then happy again, 2 s each (the demo's video with the model's sure reads)."""
+    path = tmp_path_factory.mktemp("changing") / "changing.mp4"
+    sample_video(path, ("happy", "surprise", "happy"), seconds_each=2.0, size=160)
+    return path
+
+
+def test_segments_follow_the_changing_expression(changing, fer):
+    raw = analyze_file(changing, fer, AnalyzeOptions(fps=5, progress=False)).result
+    segs = raw["summary"]["segments"]
+    assert [s["emotion"] for s in segs] == ["happy", "surprise", "happy"] and {s["track"] for s in segs} == {0}
+    assert segs[0]["start"] == 0.0 and segs[-1]["end"] == pytest.approx(6.0)
+    assert all(a["end"] == b["start"] for a, b in zip(segs, segs[1:], strict=False))
+    assert segs[1]["start"] == pytest.approx(2.0, abs=0.6) and segs[2]["start"] == pytest.approx(4.0, abs=0.6)
+    assert "smooth_s" not in raw and all("emotions_smoothed" not in f for fr in raw["frames"] for f in fr["faces"])
+
+    res = analyze_file(changing, fer, AnalyzeOptions(fps=5, smooth=0.6, progress=False)).result
+    assert res["smooth_s"] == 0.6
+    assert [s["emotion"] for s in res["summary"]["segments"]] == ["happy", "surprise", "happy"]
+    faces = [f for fr in res["frames"] for f in fr["faces"]]
+    raw_faces = [f for fr in raw["frames"] for f in fr["faces"]]
+    assert [f["emotions"] for f in faces] == [f["emotions"] for f in raw_faces]  # raw values stay as they were
+    sm = np.array([[f["emotions_smoothed"][k] for k in LABELS] for f in faces])
+    p = np.array([[f["emotions"][k] for k in LABELS] for f in faces])
+    t = np.array([fr["t"] for fr in res["frames"] for _ in fr["faces"]])
+    assert sm.sum(1) == pytest.approx(np.ones(len(faces)), abs=1e-3)
+    i = int(np.argmin(np.abs(t - 1.0)))
+    near = np.abs(t - t[i]) <= 0.3 + 1e-6  # +-0.3 s at 5 fps: the sample and its neighbours
+    assert near.sum() >= 2 and sm[i] == pytest.approx(p[near].mean(0), abs=1e-4)
+    assert np.abs(np.diff(sm, axis=0)).sum() < np.abs(np.diff(p, axis=0)).sum()  # smoother
+
+
+def test_cli_smooth_writes_smoothed_columns_and_python_access(changing, tmp_path, capsys):
+    import emovid
+
+    out = tmp_path / "o"
+    argv = ["analyze", str(changing), "-o", str(out), "--fps", "5", "--smooth", "0.6", "--no-progress"]
+    assert main(argv) == 0
+    assert "changing: " in capsys.readouterr().out
+    header = (out / "changing.csv").read_text().splitlines()[0].split(",")
+    base = ["t", "frame", "face", "track", "x", "y", "w", "h", "score"]
+    assert header == [*base, *LABELS, *[f"{k}_smoothed" for k in LABELS]]  # no key points from Haar: no lm columns
+    html = (out / "report.html").read_text()
+    assert re.search(r"face 0: happy 0\.0–\d\.\d s, surprise \d\.\d–\d\.\d s, happy \d\.\d–6\.0 s", html)
+    assert "smoothed over 0.6 s" in html
+    res = json.loads((out / "changing.json").read_text())
+    a = emovid.analyze_video(changing, fps=5, smooth=0.6)
+    assert a.summary["segments"] == res["summary"]["segments"]
+    rows = a.rows()
+    assert len(rows) == len(res["frames"]) and rows[0]["happy_smoothed"] is not None
+    with pytest.raises(ConfigError, match="unknown analyze option 'smoothing'"):
+        emovid.analyze_video(changing, smoothing=1)
+    assert main([*argv[:-3], "--smooth", "-1", "--no-progress"]) == 1
+    assert "--smooth must be a number of seconds >= 0" in capsys.readouterr().err

@@ -25,4 +25,16 @@ def load(run: str | os.PathLike, device: str = "cpu", clips: str | None = None, 
     return _load(run, device=device, clips=clips, batch_size=batch_size)
 
 
-__all__ = ["EmovidError", "__version__", "load"]
+def analyze_video(path: str | os.PathLike, **kwargs):
+    """Faces and emotions of one video or image as an :class:`emovid.analyze.Analysis` (nothing is written).
+
+    ``emovid.analyze_video("talk.mp4", smooth=0.5).rows()`` gives one dict per frame and face; ``.to_pandas()`` a
+    DataFrame (needs pandas); ``.result`` the JSON of ``emovid analyze``. Imported on use; see
+    :func:`emovid.analyze.analyze_video` for the arguments (model, pretrained, device, analysis options).
+    """
+    from emovid.analyze.pipeline import analyze_video as _analyze_video
+
+    return _analyze_video(path, **kwargs)
+
+
+__all__ = ["EmovidError", "__version__", "analyze_video", "load"]

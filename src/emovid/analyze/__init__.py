@@ -11,20 +11,25 @@ from emovid.analyze.pipeline import (
     FER_LABELS,
     IMAGE_EXTENSIONS,
     Analysis,
+    AnalysisResult,
     AnalyzeOptions,
     EmotionClassifier,
     InputItem,
     UnreadableImageError,
     analyze_file,
+    analyze_video,
     collect_inputs,
     load_personality_predictor,
 )
 from emovid.analyze.report import svg_bars, svg_timeline, write_csv, write_report, write_result
+from emovid.analyze.tables import result_columns, result_rows
+from emovid.analyze.temporal import emotion_segments, smooth_probs
 
 __all__ = [
     "FER_LABELS",
     "IMAGE_EXTENSIONS",
     "Analysis",
+    "AnalysisResult",
     "AnalyzeOptions",
     "EmotionClassifier",
     "InputItem",
@@ -32,8 +37,13 @@ __all__ = [
     "AnalyzeJob",
     "analyze_file",
     "analyze_inputs",
+    "analyze_video",
     "collect_inputs",
+    "emotion_segments",
     "load_personality_predictor",
+    "result_columns",
+    "result_rows",
+    "smooth_probs",
     "svg_bars",
     "svg_timeline",
     "write_csv",

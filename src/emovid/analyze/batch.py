@@ -55,7 +55,7 @@ class AnalyzeJob(Job):
         from emovid.analyze import report
 
         written = report.write_result(out, item.id, result.result, result.thumbnails)
-        return {"input": str(item.path), "summary": written.get("summary", {})}
+        return {"input": str(item.path), "kind": written.get("kind"), "summary": written.get("summary", {})}
 
     def finish(self, out: Path, manifest: dict[str, dict], failures: dict[str, dict]) -> None:
         from emovid.analyze import report
@@ -96,7 +96,7 @@ def analyze_inputs(
 
     Returns:
         ``{"inputs", "done", "skipped", "failed", "output_dir", "report", "failures", "results": [summaries],
-        "recorder"}``.
+        "recorder"}``; each summary also has the input's ``input``, ``key`` and ``kind`` (video/image).
 
     Raises:
         InputNotFoundError: an argument does not exist.
@@ -144,7 +144,8 @@ def analyze_inputs(
     for key in job.order:
         entry = manifest.get(key)
         if entry is not None:
-            results.append({"input": entry.get("input"), "key": key, **entry.get("summary", {})})
+            kind = entry.get("kind") or job.items[key].kind  # manifests written before "kind" was recorded
+            results.append({"input": entry.get("input"), "key": key, "kind": kind, **entry.get("summary", {})})
     return {
         **rec.to_dict(),
         "inputs": len(items),

@@ -60,6 +60,12 @@ class AnalyzeOptions:
         progress: show progress bars (stderr).
         overwrite: recompute inputs whose JSON already exists.
         strict: a damaged video (frames missing, decoder errors) fails instead of being analysed with a warning.
+        smooth: per-track temporal smoothing of the emotion probabilities, in seconds: each face's probabilities
+            averaged over a centred window this wide over that face's samples
+            (:func:`emovid.analyze.temporal.smooth_probs`), written beside the raw ones as ``emotions_smoothed``
+            and used for the segments; 0 = off.
+        min_segment: shortest run of one dominant emotion kept as a segment of its own, in seconds; shorter runs
+            join a neighbour (:func:`emovid.analyze.temporal.emotion_segments`).
     """
 
     fps: float = 5.0
@@ -70,6 +76,8 @@ class AnalyzeOptions:
     progress: bool = True
     overwrite: bool = False
     strict: bool = False
+    smooth: float = 0.0
+    min_segment: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.fps > 0 or not math.isfinite(self.fps):
@@ -78,6 +86,10 @@ class AnalyzeOptions:
             raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.redetect_every < 1:
             raise ConfigError(f"--redetect-every must be at least 1, got {self.redetect_every}")
+        if not self.smooth >= 0 or not math.isfinite(self.smooth):
+            raise ConfigError(f"--smooth must be a number of seconds >= 0 (0 = off), got {self.smooth}")
+        if not self.min_segment >= 0 or not math.isfinite(self.min_segment):
+            raise ConfigError(f"--min-segment must be a number of seconds >= 0, got {self.min_segment}")
 
 
 # ---- one input ----------------------------------------------------------------------------------------------
@@ -93,10 +105,61 @@ class _TrackStat:
 
 @dataclass
 class Analysis:
-    """The result of one input: the JSON-ready dict and face thumbnails ``[(track id, RGB crop, label)]``."""
+    """The result of one input: the JSON-ready dict and face thumbnails ``[(track id, RGB crop, label)]``.
+
+    Besides the dict (``result``, schema in :func:`analyze_file`), a table view like Py-Feat's ``Fex`` frame:
+    :meth:`rows` gives one dict per frame and face, with the columns of the CSV (:meth:`columns`), and
+    :meth:`to_pandas` the same as a ``pandas.DataFrame``.
+
+    >>> res = emovid.analyze_video("talk.mp4")                   # doctest: +SKIP
+    >>> res.summary["segments"][0]                               # doctest: +SKIP
+    {'track': 0, 'emotion': 'sad', 'start': 0.0, 'end': 7.2}
+    >>> res.to_pandas().groupby("track")["happy"].mean()         # doctest: +SKIP
+    """
 
     result: dict
     thumbnails: list[tuple[int, np.ndarray, str]] = field(default_factory=list)
+
+    @property
+    def summary(self) -> dict:
+        """``result["summary"]``: counts, mean and dominant emotions, main face, segments."""
+        return self.result["summary"]
+
+    def columns(self) -> list[str]:
+        """The table's columns: ``t, frame, face, track, x, y, w, h, score``, the emotions, then those present.
+
+        See :func:`emovid.analyze.tables.result_columns`.
+        """
+        from emovid.analyze.tables import result_columns
+
+        return result_columns(self.result)
+
+    def rows(self, faces_only: bool = False) -> list[dict]:
+        """One dict per sampled frame and face (the rows of ``KEY.csv``; missing values are ``None``).
+
+        Args:
+            faces_only: leave out the one row of each frame without a face.
+        """
+        from emovid.analyze.tables import result_rows
+
+        return result_rows(self.result, faces_only=faces_only)
+
+    def to_pandas(self, faces_only: bool = False):
+        """:meth:`rows` as a ``pandas.DataFrame`` (``None`` becomes ``NaN`` in number columns).
+
+        Raises:
+            EmovidError: pandas is not installed.
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise EmovidError(
+                "to_pandas() needs pandas, which is not installed: pip install pandas (or 'emovid[tables]')"
+            ) from None
+        return pd.DataFrame(self.rows(faces_only=faces_only), columns=self.columns())
+
+
+AnalysisResult = Analysis
 
 
 def _image_frames(path: Path) -> Iterator[tuple[int, float, np.ndarray]]:
@@ -124,16 +187,22 @@ def analyze_file(
 
         {"input": str, "kind": "video"|"image", "duration_s": float, "fps_analyzed": float, "model": str,
          "weights": str|null, "detector": str, "labels": [...],
+         "smooth_s": float,  # only with smoothing (options.smooth > 0)
          "frames": [{"t": float, "frame": int,
                      "faces": [{"box": [x, y, w, h], "score": float, "track": int,
                                 "emotions": {label: p, ...},
-                                "landmarks": [[x, y], ...]}]}],  # only from detectors that give them
+                                "emotions_smoothed": {label: p, ...},  # only with smoothing: over the track
+                                "landmarks": [[x, y], ...],  # only from detectors that give them
+                                "pose": {"yaw", "pitch", "roll"}}]}],  # degrees; only from detectors with it
          "summary": {"faces_found": int,        # distinct faces (tracks)
                      "detections": int,         # faces over all frames
                      "frames_analyzed": int, "frames_with_face": int,
                      "dominant_emotion": str|null,   # argmax of emotions_mean; null without any face
                      "emotions_mean": {label: p|null},  # mean over every detected face
                      "main_face": {"track", "frames", "dominant_emotion", "emotions_mean"}|null,
+                     # runs of one dominant emotion per track (on the smoothed values with smoothing), runs
+                     # shorter than options.min_segment merged into a neighbour; seconds; sorted by track, start
+                     "segments": [{"track": int, "emotion": str, "start": float, "end": float}, ...],
                      "personality": {...},     # only with a fusion/personality checkpoint
                      "tasks": {TASK: {...}}}}  # with --checkpoint runs: their emovid.predict records
 
@@ -214,6 +283,9 @@ def analyze_file(
                     fd["landmarks"] = [
                         [round(pts[i] / scale, 1), round(pts[i + 1] / scale, 1)] for i in range(0, len(pts), 2)
                     ]
+                pose = _pose(getattr(face, "pose", None))
+                if pose is not None:  # head pose from detectors that estimate it; never made up
+                    fd["pose"] = pose
                 rec["faces"].append(fd)
                 pending.append((fd, classifier.crop(rgb, grey, box), tid))
                 st = stats.setdefault(tid, _TrackStat())
@@ -238,6 +310,8 @@ def analyze_file(
         if reader is not None:
             reader.close()
 
+    step = 1.0 / opts.fps if kind == "video" else 0.0
+    segments = _smooth_and_segment(frames_out, labels, opts.smooth, opts.min_segment, step, duration or None)
     frames_with_face = sum(1 for f in frames_out if f["faces"])
     if n_faces:
         mean = prob_sum / n_faces
@@ -265,6 +339,7 @@ def analyze_file(
         "dominant_emotion": dominant,
         "emotions_mean": emotions_mean,
         "main_face": main,
+        "segments": segments,
     }
     if personality is not None:  # traits come from a video's face sequence; an image has none
         summary["personality"] = personality(str(path)) if kind == "video" else None
@@ -292,6 +367,7 @@ def analyze_file(
         "weights": classifier.weights,
         "detector": getattr(det, "name", type(det).__name__),
         "labels": list(labels),
+        **({"smooth_s": float(opts.smooth)} if opts.smooth > 0 else {}),
         "frames": frames_out,
         "summary": summary,
         "elapsed_s": round(time.perf_counter() - t0, 3),
@@ -305,6 +381,71 @@ def analyze_file(
         label = labels[int(np.argmax(st.prob_sum))] if st.prob_sum is not None else ""
         thumbs.append((tid, st.thumb, label))
     return Analysis(result, thumbs)
+
+
+def _pose(pose: Any) -> dict | None:
+    """``{"yaw", "pitch", "roll"}`` (degrees) from a detector's ``Face.pose`` (a mapping or 3 numbers), or None."""
+    if pose is None:
+        return None
+    vals = [pose.get(k) for k in ("yaw", "pitch", "roll")] if isinstance(pose, dict) else list(pose)[:3]
+    if len(vals) != 3 or any(v is None or not math.isfinite(float(v)) for v in vals):
+        return None
+    return {k: round(float(v), 2) for k, v in zip(("yaw", "pitch", "roll"), vals, strict=True)}
+
+
+def _smooth_and_segment(
+    frames: list[dict], labels: Sequence[str], smooth: float, min_segment: float, step: float, end: float | None
+) -> list[dict]:
+    """Per track: ``emotions_smoothed`` on its faces (``smooth > 0``) and its segments (``summary["segments"]``)."""
+    from emovid.analyze.temporal import emotion_segments, smooth_probs, track_samples
+
+    segments = []
+    for tid, (t, p, faces) in sorted(track_samples(frames, labels).items()):
+        if smooth > 0:
+            p = smooth_probs(t, p, smooth)
+            for face, row in zip(faces, p, strict=True):
+                face["emotions_smoothed"] = {lab: round(float(v), 5) for lab, v in zip(labels, row, strict=True)}
+        for seg in emotion_segments(t, p, labels, min_s=min_segment, step=step, end=end):
+            segments.append({"track": int(tid), **seg})
+    return segments
+
+
+def analyze_video(
+    path: str | os.PathLike,
+    model: str = "fer_mini_xception",
+    pretrained: str | bool | None = True,
+    device: str = "cpu",
+    classifier: EmotionClassifier | None = None,
+    **options: Any,
+) -> Analysis:
+    """Analyse one video (or image) from Python: ``emovid.analyze_video("talk.mp4", smooth=0.5).to_pandas()``.
+
+    Nothing is written; the returned :class:`Analysis` holds the JSON-ready ``result`` (schema in
+    :func:`analyze_file`), ``rows()`` (one dict per frame and face, the CSV's columns) and ``to_pandas()``.
+
+    Args:
+        path: a video or image file.
+        model: registered face-emotion classifier (as ``emovid analyze --model``).
+        pretrained: its weights (as ``--pretrained``; ``True``: the bundled ones).
+        device: torch device.
+        classifier: an :class:`EmotionClassifier` to reuse across calls (then ``model``, ``pretrained`` and
+            ``device`` are not used).
+        **options: :class:`AnalyzeOptions` fields (``fps``, ``detector``, ``smooth``, ``min_segment``, ...);
+            ``progress`` defaults to off.
+
+    Raises:
+        ConfigError: an unknown or bad option.
+        EmovidError: the input cannot be read.
+    """
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(AnalyzeOptions)}
+    bad = sorted(set(options) - known)
+    if bad:
+        raise ConfigError(f"unknown analyze option {bad[0]!r}; known: {', '.join(sorted(known))}")
+    opts = AnalyzeOptions(**{"progress": False, **options})
+    clf = classifier or EmotionClassifier(model, pretrained=pretrained, device=device)
+    return analyze_file(path, clf, opts)
 
 
 def _prune(stats: dict[int, _TrackStat], keep: int) -> None:
@@ -326,11 +467,13 @@ __all__ = [
     "FER_LABELS",
     "IMAGE_EXTENSIONS",
     "Analysis",
+    "AnalysisResult",
     "AnalyzeOptions",
     "EmotionClassifier",
     "InputItem",
     "UnreadableImageError",
     "analyze_file",
+    "analyze_video",
     "collect_inputs",
     "load_personality_predictor",
 ]

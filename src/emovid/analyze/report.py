@@ -21,6 +21,8 @@ from emovid.utils.io import atomic_open, atomic_path, write_json
 __all__ = [
     "EMOTION_COLOURS",
     "read_result",
+    "segments_html",
+    "segments_text",
     "svg_bars",
     "svg_curves",
     "svg_timeline",
@@ -51,20 +53,19 @@ def _colour(label: str, i: int) -> str:
 
 
 def write_csv(path: str | os.PathLike, result: dict) -> None:
-    """One row per sampled frame and face (a frame without a face gives one row with empty face columns)."""
-    labels = result.get("labels") or []
+    """One row per sampled frame and face (a frame without a face gives one row with empty face columns).
+
+    Columns: :func:`emovid.analyze.tables.result_columns` (``t, frame, face, track, x, y, w, h, score``, the
+    emotions, then smoothed emotions, key points and head pose when the result has them).
+    """
+    from emovid.analyze.tables import result_columns, result_rows
+
+    cols = result_columns(result)
     with atomic_open(path, "w") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(["t", "frame", "face", "track", "x", "y", "w", "h", "score", *labels])
-        for fr in result["frames"]:
-            if not fr["faces"]:
-                w.writerow([fr["t"], fr.get("frame", ""), "", "", "", "", "", "", "", *[""] * len(labels)])
-            for k, face in enumerate(fr["faces"]):
-                emo = face.get("emotions", {})
-                w.writerow(
-                    [fr["t"], fr.get("frame", ""), k, face.get("track", ""), *face["box"], face["score"]]
-                    + [emo.get(lab, "") for lab in labels]
-                )
+        w.writerow(cols)
+        for row in result_rows(result):
+            w.writerow(["" if row[c] is None else row[c] for c in cols])
 
 
 def _thumb_strip(thumbs: list[tuple[int, np.ndarray, str]]) -> np.ndarray | None:
@@ -425,14 +426,21 @@ def _section(out: Path, key: str, result: dict) -> str:
     s = result.get("summary", {})
     dom = s.get("dominant_emotion")
     dom_txt = html.escape(dom) if dom else "none (no face found)"
-    meta = (
-        f"{html.escape(result.get('kind', ''))}, {result.get('duration_s', 0):.1f} s, "
-        f"{s.get('frames_analyzed', len(result.get('frames', [])))} frames analysed at "
-        f"{result.get('fps_analyzed', 0):g} fps, {s.get('frames_with_face', 0)} with a face, "
-        f"{s.get('faces_found', 0)} distinct face(s); model {html.escape(str(result.get('model')))}"
-    )
+    model = f"model {html.escape(str(result.get('model')))}"
+    if result.get("kind") == "image":
+        meta = f"image, {s.get('faces_found', 0)} face(s); {model}"
+    else:
+        smooth = f", smoothed over {result['smooth_s']:g} s" if result.get("smooth_s") else ""
+        meta = (
+            f"{html.escape(result.get('kind', ''))}, {result.get('duration_s', 0):.1f} s, "
+            f"{s.get('frames_analyzed', len(result.get('frames', [])))} frames analysed at "
+            f"{result.get('fps_analyzed', 0):g} fps, {s.get('frames_with_face', 0)} with a face, "
+            f"{s.get('faces_found', 0)} distinct face(s){smooth}; {model}"
+        )
     body = [f"<h2>{html.escape(display_path(key))}</h2>", f'<div class="meta">{meta}</div>']
     body.append(f"<p>Dominant emotion: <b>{dom_txt}</b></p>")
+    if result.get("kind") != "image":
+        body.append(segments_html(result))
     plot = svg_timeline(result) if result.get("kind") == "video" else ""
     body.append(f'<div class="row">{plot}{svg_bars(s.get("emotions_mean") or {})}</div>')
     if s.get("tasks"):  # trained runs given with --checkpoint (their traits are shown there)
@@ -442,6 +450,38 @@ def _section(out: Path, key: str, result: dict) -> str:
         body.append(f"<p>Personality (fusion model)</p><table>{rows}</table>")
     body.append(_thumbs_html(out, key, result))
     return "\n".join(body)
+
+
+MAX_SEGMENT_TRACKS = 4  # faces whose segments the report lists (the most often seen)
+
+
+def segments_text(segments: list[dict]) -> str:
+    """``"sad 0.0–7.2 s, happy 9.8–15.0 s"`` for one track's segments."""
+    return ", ".join(f"{s['emotion']} {float(s['start']):.1f}–{float(s['end']):.1f} s" for s in segments)
+
+
+def segments_html(result: dict, max_tracks: int = MAX_SEGMENT_TRACKS) -> str:
+    """The emotion segments (``summary["segments"]``) of the main tracks, one line per face, most seen first.
+
+    Empty when the result has none (no face, or a result written before segments existed).
+    """
+    segs = (result.get("summary") or {}).get("segments") or []
+    if not segs:
+        return ""
+    by_track: dict[int, list[dict]] = {}
+    for seg in segs:
+        by_track.setdefault(int(seg["track"]), []).append(seg)
+    seen: dict[int, int] = {}
+    for fr in result.get("frames", ()):
+        for face in fr["faces"]:
+            if "track" in face:
+                seen[int(face["track"])] = seen.get(int(face["track"]), 0) + 1
+    order = sorted(by_track, key=lambda k: (-seen.get(k, 0), k))
+    items = "".join(f"<li>face {k}: {html.escape(segments_text(by_track[k]))}</li>" for k in order[:max_tracks])
+    more = len(order) - max_tracks
+    tail = f'<p class="meta">{more} more face(s): see the JSON.</p>' if more > 0 else ""
+    basis = "smoothed probabilities" if result.get("smooth_s") else "per-frame probabilities"
+    return f'<p>Emotion segments <span class="meta">(dominant emotion, {basis})</span></p><ul>{items}</ul>{tail}'
 
 
 def write_report(out: str | os.PathLike, entries: list[dict]) -> Path:

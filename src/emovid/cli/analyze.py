@@ -33,7 +33,8 @@ def analyze(
         "haar",
         "--detector",
         help="Face detector: haar, haar-frontal, haar-full, haar-fast, haar-fer (offline OpenCV cascades), or yunet "
-        "(CNN, more accurate; weights fetched from the Hugging Face Hub once) / yunet:FILE.onnx.",
+        "(CNN, more accurate; weights fetched from the Hugging Face Hub once) / yunet:FILE.onnx, or blazeface "
+        "(MediaPipe's short-range CNN, bundled; for faces near the camera).",
     ),
     redetect_every: int = typer.Option(
         5,
@@ -54,6 +55,19 @@ def analyze(
     strict: bool = typer.Option(
         False, "--strict", help="Fail damaged videos (default: analyse the frames that decode, with a warning)."
     ),
+    smooth: float = typer.Option(
+        0.0,
+        "--smooth",
+        metavar="SECONDS",
+        help="Smooth each face's emotion probabilities over a centred window of SECONDS (0: off); the smoothed "
+        "values are added as emotions_smoothed (raw ones kept) and drive the emotion segments.",
+    ),
+    min_segment: float = typer.Option(
+        1.0,
+        "--min-segment",
+        metavar="SECONDS",
+        help="Emotion segments (runs of one dominant emotion per face) shorter than this join a neighbour.",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> int:
     """Per input OUT/NAME.json + NAME.csv, and OUT/report.html; failures go to OUT/failures.jsonl (exit 1).
@@ -72,6 +86,8 @@ def analyze(
         progress=progress,
         overwrite=overwrite,
         strict=strict,
+        smooth=smooth,
+        min_segment=min_segment,
     )
     weights: str | bool | None = True if pretrained is None else pretrained
     if isinstance(weights, str) and weights.lower() in ("none", "random"):
@@ -91,8 +107,10 @@ def analyze(
         return 0
     for r in s["results"]:
         dom = r.get("dominant_emotion") or "no face"
-        typer.echo(
-            f"{display_path(r['key'])}: {dom} ({r.get('faces_found', 0)} face(s), "
-            f"{r.get('frames_with_face', 0)}/{r.get('frames_analyzed', 0)} frames with a face)"
+        seen = (
+            "image"
+            if r.get("kind") == "image"
+            else f"{r.get('frames_with_face', 0)}/{r.get('frames_analyzed', 0)} frames with a face"
         )
+        typer.echo(f"{display_path(r['key'])}: {dom} ({r.get('faces_found', 0)} face(s), {seen})")
     return finish(s["recorder"], extra=f"; report: {display_path(s['report'])}")

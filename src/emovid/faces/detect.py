@@ -57,9 +57,10 @@ class Face:
     Attributes:
         box: ``(x, y, w, h)`` in pixels of the frame given to the detector.
         score: confidence in ``[0, 1]`` (see the module notes for what it means per detector).
-        kind: which detector or cascade found it (``frontal`` / ``profile`` / ``yunet``).
+        kind: which detector or cascade found it (``frontal`` / ``profile`` / ``yunet`` / ``blazeface``).
         landmarks: ``(x, y)`` pairs of facial landmarks in frame pixels when the detector gives them (YuNet: right
-            eye, left eye, nose tip, right and left mouth corner), else ``None``.
+            eye, left eye, nose tip, right and left mouth corner; BlazeFace: six key points, see
+            :mod:`emovid.faces.blazeface`), else ``None``.
     """
 
     box: tuple[float, float, float, float]
@@ -310,7 +311,8 @@ class TrackingDetector(FaceDetector):
 
 
 #: Named detector presets for ``create_detector`` and the ``--detector`` options (Haar cascade settings, or
-#: ``type: yunet`` for :class:`emovid.faces.yunet.YuNetFaceDetector`, whose weights are downloaded on first use).
+#: ``type: yunet`` for :class:`emovid.faces.yunet.YuNetFaceDetector`, whose weights are downloaded on first use, or
+#: ``type: blazeface`` for :class:`emovid.faces.blazeface.BlazeFaceDetector`, MediaPipe's model shipped with emovid).
 DETECTORS: dict[str, dict] = {
     "haar": {},
     "haar-full": {"strategy": "all"},
@@ -331,6 +333,7 @@ DETECTORS: dict[str, dict] = {
         "equalize": False,
     },
     "yunet": {"type": "yunet"},
+    "blazeface": {"type": "blazeface"},
 }
 
 
@@ -338,8 +341,8 @@ def create_detector(spec: str | FaceDetector | None = "haar", redetect_every: in
     """A face detector by preset name (:data:`DETECTORS`), or ``spec`` itself when it already is one.
 
     ``"yunet:PATH"`` is YuNet with a local ONNX file. ``redetect_every > 1`` wraps a Haar preset in a
-    :class:`TrackingDetector` (full-frame search every that many frames, size-band searches in between); YuNet
-    searches every frame in one pass, so it is returned as it is.
+    :class:`TrackingDetector` (full-frame search every that many frames, size-band searches in between); YuNet and
+    BlazeFace search every frame in one pass, so they are returned as they are.
 
     Raises:
         ConfigError: unknown preset.
@@ -355,7 +358,12 @@ def create_detector(spec: str | FaceDetector | None = "haar", redetect_every: in
     if name not in DETECTORS or (arg and DETECTORS[name].get("type") != "yunet"):
         raise ConfigError(f"unknown face detector {spec!r}; choose one of {', '.join(DETECTORS)} (or yunet:FILE.onnx)")
     opts = {"name": name, **DETECTORS[name], **overrides}
-    if opts.pop("type", "haar") == "yunet":
+    kind = opts.pop("type", "haar")
+    if kind == "blazeface":
+        from emovid.faces.blazeface import BlazeFaceDetector
+
+        return BlazeFaceDetector(**opts)
+    if kind == "yunet":
         from emovid.faces.yunet import YuNetFaceDetector
 
         if arg:
