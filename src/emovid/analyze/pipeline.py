@@ -66,6 +66,9 @@ class AnalyzeOptions:
             and used for the segments; 0 = off.
         min_segment: shortest run of one dominant emotion kept as a segment of its own, in seconds; shorter runs
             join a neighbour (:func:`emovid.analyze.temporal.emotion_segments`).
+        landmarks: ``"detector"``: each face's ``landmarks`` are the detector's key points (if it gives any);
+            ``"full"``: MediaPipe's 468-point face mesh (:class:`emovid.faces.facemesh.FaceMesh`, ``[x, y, z]``
+            in input pixels) and a ``pose`` from it (:func:`emovid.faces.facemesh.head_pose`) for every face.
     """
 
     fps: float = 5.0
@@ -78,6 +81,7 @@ class AnalyzeOptions:
     strict: bool = False
     smooth: float = 0.0
     min_segment: float = 1.0
+    landmarks: str = "detector"
 
     def __post_init__(self) -> None:
         if not self.fps > 0 or not math.isfinite(self.fps):
@@ -90,6 +94,8 @@ class AnalyzeOptions:
             raise ConfigError(f"--smooth must be a number of seconds >= 0 (0 = off), got {self.smooth}")
         if not self.min_segment >= 0 or not math.isfinite(self.min_segment):
             raise ConfigError(f"--min-segment must be a number of seconds >= 0, got {self.min_segment}")
+        if self.landmarks not in ("detector", "full"):
+            raise ConfigError(f"--landmarks must be 'detector' or 'full', got {self.landmarks!r}")
 
 
 # ---- one input ----------------------------------------------------------------------------------------------
@@ -192,7 +198,8 @@ def analyze_file(
                      "faces": [{"box": [x, y, w, h], "score": float, "track": int,
                                 "emotions": {label: p, ...},
                                 "emotions_smoothed": {label: p, ...},  # only with smoothing: over the track
-                                "landmarks": [[x, y], ...],  # only from detectors that give them
+                                "landmarks": [[x, y], ...],  # only from detectors that give them, or
+                                # with options.landmarks == "full": the 468-point face mesh, [[x, y, z], ...]
                                 "pose": {"yaw", "pitch", "roll"}}]}],  # degrees; only from detectors with it
          "summary": {"faces_found": int,        # distinct faces (tracks)
                      "detections": int,         # faces over all frames
@@ -217,6 +224,11 @@ def analyze_file(
     opts = options or AnalyzeOptions()
     det = detector or create_detector(opts.detector, redetect_every=opts.redetect_every)
     grey_input = bool(getattr(det, "grey_input", False))
+    mesh = None
+    if opts.landmarks == "full":
+        from emovid.faces.facemesh import FaceMesh, head_pose
+
+        mesh = FaceMesh()
     reset = getattr(det, "reset", None)
     if reset is not None:
         reset()  # tracking detectors start each input from a full-frame search
@@ -273,7 +285,10 @@ def analyze_file(
             faces = det.detect(grey if grey_input else rgb)
             ids = tracker.update(step, t, faces)
             rec: dict = {"t": round(float(t), 4), "frame": int(index), "faces": []}
-            for face, (tid, _smoothed) in zip(faces, ids, strict=False):
+            meshes = None
+            if mesh is not None and faces:  # one forward pass for the frame's faces; the detector's eyes level crops
+                meshes = mesh.landmarks_batch(rgb, [f.box for f in faces], [f.landmarks for f in faces])
+            for k, (face, (tid, _smoothed)) in enumerate(zip(faces, ids, strict=False)):
                 # Boxes and crops use the detector's raw box: smoothing lags behind fast moves on sparse samples.
                 box = face.box
                 out_box = [int(round(v / scale)) for v in box]
@@ -284,6 +299,11 @@ def analyze_file(
                         [round(pts[i] / scale, 1), round(pts[i + 1] / scale, 1)] for i in range(0, len(pts), 2)
                     ]
                 pose = _pose(getattr(face, "pose", None))
+                if meshes is not None:
+                    fd["landmarks"] = [[round(float(v) / scale, 1) for v in p] for p in meshes[k]]
+                    if pose is None:
+                        fit = head_pose(meshes[k], (rgb.shape[1], rgb.shape[0]))
+                        pose = fit if all(math.isfinite(v) for v in fit.values()) else None
                 if pose is not None:  # head pose from detectors that estimate it; never made up
                     fd["pose"] = pose
                 rec["faces"].append(fd)

@@ -55,6 +55,12 @@ def analyze(
     strict: bool = typer.Option(
         False, "--strict", help="Fail damaged videos (default: analyse the frames that decode, with a warning)."
     ),
+    landmarks: str = typer.Option(
+        "detector",
+        "--landmarks",
+        help="detector: the key points the detector gives (BlazeFace 6, YuNet 5); full: MediaPipe's 468-point face "
+        "mesh per face, and head pose (yaw, pitch, roll in degrees) from it.",
+    ),
     smooth: float = typer.Option(
         0.0,
         "--smooth",
@@ -87,6 +93,7 @@ def analyze(
         overwrite=overwrite,
         strict=strict,
         smooth=smooth,
+        landmarks=landmarks,
         min_segment=min_segment,
     )
     weights: str | bool | None = True if pretrained is None else pretrained
