@@ -75,8 +75,7 @@ def demo(
         seen = seg["model"] or "no face"
         typer.echo(f"  {seg['from_s']:4.1f}-{seg['to_s']:4.1f} s  drawn {seg['drawn']:<9} model: {seen}")
     for r in summary.get("results", []):
-        typer.echo(
-            f"{r['key']}: {r.get('dominant_emotion') or 'no face'} ({r.get('frames_with_face', 0)} frames with a face)"
-        )
+        where = "image" if r.get("kind") == "image" else f"{r.get('frames_with_face', 0)} frames with a face"
+        typer.echo(f"{r['key']}: {r.get('dominant_emotion') or 'no face'} ({r.get('faces_found', 0)} face(s), {where})")
     typer.echo(f"report: {summary.get('report')}  summary: {Path(output_dir) / 'demo.json'}")
     return 0
