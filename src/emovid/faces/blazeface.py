@@ -74,14 +74,16 @@ _TAP_16 = 10
 
 
 class _BlazeBlock(nn.Module):
-    """Depthwise 3x3 (stride 1 or 2, TFLite 'SAME' padding) + pointwise 1x1, a max-pool / zero-channel skip, ReLU."""
+    """Depthwise 3x3 (stride 1 or 2, TFLite 'SAME' padding) + pointwise 1x1, a max-pool / zero-channel skip, then
+    ReLU (BlazeFace) or a per-channel PReLU (face mesh)."""
 
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
+    def __init__(self, cin: int, cout: int, stride: int, prelu: bool = False) -> None:
         super().__init__()
         self.stride = stride
         self.extra = cout - cin
         self.dw = nn.Conv2d(cin, cin, 3, stride, padding=1 if stride == 1 else 0, groups=cin)
         self.pw = nn.Conv2d(cin, cout, 1)
+        self.act = nn.PReLU(cout) if prelu else nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride == 2:
@@ -94,7 +96,7 @@ class _BlazeBlock(nn.Module):
         h = self.pw(h)
         if self.extra:
             skip = F.pad(skip, (0, 0, 0, 0, 0, self.extra))
-        return F.relu(h + skip)
+        return self.act(h + skip)
 
 
 class BlazeFaceNet(nn.Module):

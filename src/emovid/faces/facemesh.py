@@ -85,29 +85,11 @@ CANONICAL_POINTS = np.array(
 )
 
 
-class _Block(nn.Module):
-    """Depthwise 3x3 (TFLite 'SAME'), pointwise 1x1, plus a skip (max-pool and zero channels when needed), PReLU."""
+def _block(cin: int, cout: int, stride: int) -> nn.Module:
+    """The face mesh's residual block: BlazeFace's, with a per-channel PReLU."""
+    from emovid.faces.blazeface import _BlazeBlock
 
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.stride = stride
-        self.extra = cout - cin
-        self.dw = nn.Conv2d(cin, cin, 3, stride, padding=1 if stride == 1 else 0, groups=cin)
-        self.pw = nn.Conv2d(cin, cout, 1)
-        self.act = nn.PReLU(cout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride == 2:
-            # TFLite 'SAME' for an even input, kernel 3, stride 2: no padding before, one row/column after.
-            h = self.dw(F.pad(x, (0, 1, 0, 1)))
-            skip = F.max_pool2d(x, 2)
-        else:
-            h = self.dw(x)
-            skip = x
-        h = self.pw(h)
-        if self.extra:
-            skip = F.pad(skip, (0, 0, 0, 0, 0, self.extra))
-        return self.act(h + skip)
+    return _BlazeBlock(cin, cout, stride, prelu=True)
 
 
 class FaceMeshNet(nn.Module):
@@ -121,16 +103,16 @@ class FaceMeshNet(nn.Module):
         super().__init__()
         self.stem = nn.Conv2d(3, 16, 3, 2)
         self.stem_act = nn.PReLU(16)
-        self.trunk = nn.ModuleList(_Block(*b) for b in TRUNK_BLOCKS)
-        self.mesh = nn.ModuleList(_Block(*b) for b in MESH_BLOCKS)
+        self.trunk = nn.ModuleList(_block(*b) for b in TRUNK_BLOCKS)
+        self.mesh = nn.ModuleList(_block(*b) for b in MESH_BLOCKS)
         self.mesh_proj = nn.Conv2d(128, 32, 1)
         self.mesh_proj_act = nn.PReLU(32)
-        self.mesh_tail = _Block(32, 32, 1)
+        self.mesh_tail = _block(32, 32, 1)
         self.mesh_head = nn.Conv2d(32, 3 * N_LANDMARKS, 3, 3)
-        self.flag_block = _Block(128, 128, 2)
+        self.flag_block = _block(128, 128, 2)
         self.flag_proj = nn.Conv2d(128, 32, 1)
         self.flag_proj_act = nn.PReLU(32)
-        self.flag_tail = _Block(32, 32, 1)
+        self.flag_tail = _block(32, 32, 1)
         self.flag_head = nn.Conv2d(32, 1, 3, 3)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
