@@ -220,7 +220,9 @@ def make_hour_video(path: str, fps: int = 5, size: int = 128) -> str:
     return write_video(path, (loop[i % n] for i in range(total)), fps=fps, crf=28, options={"preset": "veryfast"})
 
 
-def _child_ours(video: str, fps: float, detector: str, out_json: str, redetect: int = 5) -> None:
+def _child_ours(
+    video: str, fps: float, detector: str, out_json: str, redetect: int = 5, marks: str = "detector"
+) -> None:
     # Model and detector are built, and the decoding library imported, before the clock starts: `emovid analyze`
     # builds them once per run, and the fer side imports cv2 and builds its FER() and Video before timing analyze().
     import resource
@@ -231,11 +233,16 @@ def _child_ours(video: str, fps: float, detector: str, out_json: str, redetect: 
     from emovid.faces import create_detector
 
     clf = EmotionClassifier("fer_mini_xception")
-    opts = AnalyzeOptions(fps=fps, detector=detector, redetect_every=redetect, progress=False)
+    opts = AnalyzeOptions(fps=fps, detector=detector, redetect_every=redetect, progress=False, landmarks=marks)
     det = create_detector(opts.detector, redetect_every=opts.redetect_every)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     c0, t0 = os.times(), time.perf_counter()
-    an = analyze_file(video, clf, opts, detector=det)
+    mesh = None
+    if marks == "full":
+        from emovid.faces.facemesh import FaceMesh
+
+        mesh = FaceMesh()
+    an = analyze_file(video, clf, opts, detector=det, mesh=mesh)
     wall, c1 = time.perf_counter() - t0, os.times()
     res = an.result
     tops = []
@@ -291,9 +298,9 @@ json.dump({"wall_s": wall, "cpu_s": cpu, "frames": len(calls), "frames_with_face
 """
 
 
-def run_ours(video: str, fps: float, detector: str, tmp: str, redetect: int = 5) -> dict:
-    out = os.path.join(tmp, f"ours-{detector}-{fps}-{redetect}.json")
-    cmd = [sys.executable, __file__, "--_child", video, str(fps), detector, out, str(redetect)]
+def run_ours(video: str, fps: float, detector: str, tmp: str, redetect: int = 5, marks: str = "detector") -> dict:
+    out = os.path.join(tmp, f"ours-{detector}-{fps}-{redetect}-{marks}.json")
+    cmd = [sys.executable, __file__, "--_child", video, str(fps), detector, out, str(redetect), marks]
     subprocess.run(cmd, check=True)
     return json.load(open(out))
 
@@ -342,7 +349,7 @@ def fer_python(arg: str | None) -> str | None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--_child":
-        _child_ours(sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5], int(sys.argv[6]))
+        _child_ours(sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5], int(sys.argv[6]), sys.argv[7])
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer synthetic frames, 10 s video, 1-hour test skipped")
@@ -393,7 +400,14 @@ def main() -> None:
         # Every pipeline runs once per round, rounds interleaved, so load from other processes on the machine
         # affects all of them alike; tables give the median over rounds and speed-ups the median of the per-round
         # ratios (outputs are deterministic: agreement is taken from the first round).
-        configs = [("ours", ("haar", 5)), ("ours", ("haar-fer", 5)), ("ours", ("haar-fer", 1))]
+        configs = [
+            ("ours", ("blazeface", 1, "detector")),
+            ("ours", ("blazeface", 1, "full")),
+            ("ours", ("blazeface", 5, "full")),
+            ("ours", ("haar", 5, "detector")),
+            ("ours", ("haar-fer", 5, "detector")),
+            ("ours", ("haar-fer", 1, "detector")),
+        ]
         py = fer_python(args.fer_python)
         if py:
             configs += [("fer", "tflite"), ("fer", "keras")]
@@ -402,7 +416,7 @@ def main() -> None:
             for c in configs:
                 kind, what = c
                 if kind == "ours":
-                    r = run_ours(video, fps, what[0], tmp, what[1])
+                    r = run_ours(video, fps, what[0], tmp, what[1], what[2])
                 else:
                     r = run_fer(py, video, 5, what == "tflite", tmp)
                 if r is not None:
@@ -413,7 +427,8 @@ def main() -> None:
         def label(c) -> str:
             kind, what = c
             if kind == "ours":
-                return f"emovid analyze --detector {what[0]} --redetect-every {what[1]}"
+                full = " --landmarks full" if what[2] == "full" else ""
+                return f"emovid analyze --detector {what[0]} --redetect-every {what[1]}{full}"
             return f"fer Video.analyze ({'TFLite int8' if what == 'tflite' else 'Keras float'})"
 
         runs = []
@@ -446,7 +461,7 @@ def main() -> None:
             comp = []
             for fc in fer_keys:
                 for every in (5, 1):
-                    oc = ("ours", ("haar-fer", every))
+                    oc = ("ours", ("haar-fer", every, "detector"))
                     pairs = list(zip(timed[oc], timed[fc], strict=False))
                     ratios = [(o["frames"] / o["wall_s"]) / (r["frames"] / r["wall_s"]) for o, r in pairs]
                     best = min(r["wall_s"] for r in timed[fc]) / min(o["wall_s"] for o in timed[oc])

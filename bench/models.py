@@ -214,16 +214,17 @@ def measure_model(name: str, batches: list[int], repeat: int, warmup: int) -> di
 
 
 def _markdown(rows: list[dict], batches: list[int], cmp: dict, args) -> str:
-    cols = ["model", "params_m", "clip", "gflops"] + [f"b{b}_ms" for b in batches]
+    cols = ["model", "params_m", "clip", "gflops"] + [f"b{b}_ms" for b in batches] + ["load_1m", "under_load"]
     lines = [
         "## Model zoo: size, FLOPs and CPU forward latency",
         "",
         "`python bench/models.py` — random weights, eval mode, `torch.inference_mode`, native clip geometry "
         f"(frames x stride, H x W), {args.threads} threads. GFLOPs: `FlopCounterMode` at batch 1 "
         "(2 FLOPs per multiply-add). Latency: median ms of one forward "
-        f"({args.repeat} runs after {args.warmup} warm-up). Load average when the run started: "
-        f"{args.load:.1f} on {os.cpu_count()} cores (a busy machine inflates these absolute times; the side-by-side "
-        "ratio below is measured alternately in one process and is the robust figure).",
+        f"({args.repeat} runs after {args.warmup} warm-up; OMP_WAIT_POLICY "
+        f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}). A busy machine inflates these absolute times (see the load "
+        "line below; rerun a run marked as taken under load on a quiet machine); the side-by-side ratio below is "
+        "measured alternately in one process and is the robust figure.",
         "",
         md_table(rows, cols),
         "",
@@ -232,7 +233,8 @@ def _markdown(rows: list[dict], batches: list[int], cmp: dict, args) -> str:
         lines += [
             "### X3D-S: emovid vs pytorchvideo",
             "",
-            f"Reference: {cmp['reference']}, torch {cmp['torch']}, {cmp['threads']} threads. Same weights and "
+            (f"{cmp['note'][0].upper()}{cmp['note'][1:]}. " if cmp.get("note") else "")
+            + f"Reference: {cmp['reference']}, torch {cmp['torch']}, {cmp['threads']} threads. Same weights and "
             f"input (Bx3x13x160x160), one process, alternating emovid/reference run by run "
             f"({cmp['batches'][next(iter(cmp['batches']))]['runs']} runs each); ratio = reference time / emovid "
             "time (> 1: emovid faster). "
@@ -260,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ref-python", default=os.environ.get("EMOVID_PYTORCHVIDEO_PYTHON"))
     ap.add_argument("--no-compare", action="store_true", help="skip the pytorchvideo comparison")
     ap.add_argument("--no-write", action="store_true", help="print only; leave results and BENCHMARKS.md alone")
+    ap.add_argument(
+        "--refuse-under-load",
+        action="store_true",
+        help="stop when the 1-min load average exceeds half the cores (also EMOVID_BENCH_REFUSE_LOAD=1); "
+        "otherwise a busy run is measured and marked as taken under load",
+    )
     ap.add_argument("--pytorchvideo-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.batches = args.batches or ("1" if args.quick else "1,8")
@@ -272,27 +280,42 @@ def main(argv: list[str] | None = None) -> int:
         _worker(args)
         return 0
 
-    from _common import write_results
+    from _common import LOAD, refuse_if_loaded, write_results
     from emovid.models import list_models
+
+    refuse_if_loaded(args.refuse_under_load or None)
+    if LOAD.loaded_at_start():
+        print(
+            f"warning: 1-min load average {LOAD.before[0]:.2f} on {LOAD.cores} cores: the machine is busy, these "
+            "latencies will be inflated and the results are marked as taken under load",
+            file=sys.stderr,
+        )
 
     globs = [g.strip() for g in args.models.split(",") if g.strip()]
     names = [n for n in list_models(include_test=False) if any(fnmatch.fnmatch(n, g) for g in globs)]
     rows = []
     for name in names:
         print(f"measuring {name} ...", file=sys.stderr, flush=True)
+        load_1m = round(os.getloadavg()[0], 2)  # per row: a filtered rerun keeps older rows, with their load
         try:
             row = measure_model(name, args.batch_list, args.repeat, args.warmup)
         except Exception as e:  # one broken model should not hide the others' figures
             row = {"model": name, "error": f"{type(e).__name__}: {e}"}
+        row["load_1m"] = load_1m
+        row["under_load"] = "yes" if load_1m > 0.5 * LOAD.cores else "no"
         print(json.dumps(row), flush=True)
         rows.append(row)
 
     prev, prev_cmp = {}, {}
     prev_file = RESULTS / "models.json"
-    if prev_file.exists() and args.models != "*":
-        old = json.loads(prev_file.read_text())
+    old = json.loads(prev_file.read_text()) if prev_file.exists() else {}
+    if args.models != "*":
         prev = {r["model"]: r for r in old.get("models", [])}
-        prev_cmp = old.get("x3d_s_vs_pytorchvideo") or {}
+        for r in prev.values():  # rows from before rows recorded their load: the load of that whole run
+            if "load_1m" not in r and old.get("load_average") is not None:
+                r["load_1m"] = round(float(old["load_average"]), 2)
+                r["under_load"] = "yes" if r["load_1m"] > 0.5 * LOAD.cores else "no"
+    prev_cmp = old.get("x3d_s_vs_pytorchvideo") or {}
     measured = {r["model"] for r in rows}
     registered = set(list_models(include_test=False))
     rows = sorted(
@@ -304,11 +327,14 @@ def main(argv: list[str] | None = None) -> int:
         print("measuring x3d_s vs pytorchvideo ...", file=sys.stderr, flush=True)
         cmp = run_comparison(args.ref_python, args)
         print(json.dumps(cmp, indent=1), flush=True)
+        if "batches" not in cmp and "batches" in prev_cmp:  # no reference here: keep the last measured comparison
+            cmp = {**prev_cmp, "note": f"from an earlier run (not remeasured: {cmp.get('error')})"}
 
     if not args.no_write:
         data = {
             "threads": args.threads,
             "load_average": args.load,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "repeat": args.repeat,
             "warmup": args.warmup,
             "batches": args.batch_list,

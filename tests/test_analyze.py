@@ -234,7 +234,8 @@ def test_cli_smooth_writes_smoothed_columns_and_python_access(changing, tmp_path
     assert "changing: " in capsys.readouterr().out
     header = (out / "changing.csv").read_text().splitlines()[0].split(",")
     base = ["t", "frame", "face", "track", "x", "y", "w", "h", "score"]
-    assert header == [*base, *LABELS, *[f"{k}_smoothed" for k in LABELS]]  # no key points from Haar: no lm columns
+    marks = [f"lm{k}_{c}" for k in range(6) for c in "xy"]  # BlazeFace's six key points
+    assert header == [*base, *LABELS, *[f"{k}_smoothed" for k in LABELS], *marks]
     html = (out / "report.html").read_text()
     assert re.search(r"face 0: happy 0\.0–\d\.\d s, surprise \d\.\d–\d\.\d s, happy \d\.\d–6\.0 s", html)
     assert "smoothed over 0.6 s" in html

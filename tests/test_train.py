@@ -173,7 +173,8 @@ def test_valence_arousal_sequence_regression(synth, tmp_path):
     from emovid.train import load_model_dir
 
     model, _, _ = load_model_dir(tmp_path / "run")
-    y = model(torch.zeros(2, 1, 4, 32, 32))
+    with torch.no_grad():
+        y = model(torch.zeros(2, 1, 4, 32, 32))
     assert y.shape == (2, 4, 2) and float(y.abs().max()) <= 1.0
 
 

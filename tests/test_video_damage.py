@@ -382,3 +382,19 @@ def test_probe_flags_a_cut_file_and_exits_0(faststart, tmp_path, capsys):
     assert main(["probe", "--json", cut]) == 0
     d = json.loads(capsys.readouterr().out)[0]["damage"]
     assert d["declared_frames"] == 60 and d["stream_ended_early"]
+
+
+def test_two_demuxers_book_the_same_damage_as_one(faststart, tmp_path, monkeypatch):
+    # Sparse frames over several keyframe groups are decoded on two demuxers at once; the second one's decoding
+    # (concealed frames, lost frames, frames decoded) is booked on the reader exactly as one demuxer books it.
+    bad = _bit_flips(faststart, tmp_path / "flipped.mp4")
+    monkeypatch.setattr("emovid.video.decode._cores", lambda: 2)
+    wanted = [13, 22, 30, 40, 49, 59]
+    got = []
+    for parallel in (False, True):
+        with VideoReader(bad) as r:
+            r._parallel = parallel
+            assert r._group_plan(np.asarray(wanted)) is not None
+            got.append((r.get_frames(wanted, missing="nearest"), r.damage, r.frames_decoded))
+    np.testing.assert_array_equal(got[0][0], got[1][0])
+    assert got[0][1] == got[1][1] and got[0][2] == got[1][2]

@@ -233,3 +233,23 @@ def test_truncated_faststart_stream_fails_on_missing_frames(tmp_path):
 def test_index_out_of_range(index_video):
     with VideoReader(index_video) as r, pytest.raises(FrameIndexError, match=r"\[0, 48\)"):
         r.get_frames([48])
+
+
+def test_independent_keyframe_groups_decode_on_two_demuxers_with_the_same_frames(gop_video, monkeypatch):
+    from emovid.video.stream import _StreamDecoder
+
+    wanted = [3, 95, 151, 277, 10, 299, 151]
+    with VideoReader(gop_video, threads=1) as r:  # threads=1: one demuxer, as before
+        one = r.get_frames(wanted)
+        decoded_one = r.frames_decoded
+    made = []
+    real = _StreamDecoder._companion
+    monkeypatch.setattr(_StreamDecoder, "_companion", lambda self: made.append(1) or real(self))
+    monkeypatch.setattr("emovid.video.decode._cores", lambda: 2)
+    with VideoReader(gop_video) as r:
+        two = r.get_frames(wanted)
+        assert r.frames_decoded == decoded_one and r.damage is None
+        assert r.get_frames([5, 6, 7]).shape[0] == 3  # one keyframe group: one demuxer
+    assert made == [1]
+    np.testing.assert_array_equal(two, one)
+    assert [frame_index(f) for f in two] == wanted

@@ -82,6 +82,23 @@ def test_api_search_info_and_files(client, index_dir):
     assert {"/api/search", "/api/info", "/api/videos/{vid}/file"} <= set(schema["paths"])
 
 
+def test_each_result_has_its_rank_with_and_without_the_emotion_term(client):
+    q = {"q": "a cartoon person", "emotion": "joy", "k": 12}
+    on = client.get("/api/search", params=q).json()
+    off = client.get("/api/search", params={**q, "use_emotion": "false"}).json()
+    assert on["emotions"] == ["joy"] and on["emotion_source"] == "given" and off["emotion_source"] == "off"
+    rank_on = {h["id"]: h["rank"] for h in on["results"]}
+    rank_off = {h["id"]: h["rank"] for h in off["results"]}
+    assert len(rank_on) == len(rank_off) == 12  # the whole index: every rank is known both ways
+    for h in on["results"]:
+        assert h["rank_with"] == h["rank"] and h["rank_without"] == rank_off[h["id"]]
+    for h in off["results"]:
+        assert h["rank_without"] == h["rank"] and h["rank_with"] == rank_on[h["id"]]
+    assert rank_on != rank_off  # the term moves something, or this test shows nothing
+    plain = client.get("/api/search", params={"q": "a cartoon person", "k": 3}).json()  # no emotion named
+    assert plain["emotions"] == [] and all(h["rank_with"] == h["rank_without"] == h["rank"] for h in plain["results"])
+
+
 @pytest.mark.parametrize(
     ("url", "status"),
     [
@@ -198,6 +215,11 @@ def test_page_in_chromium_search_click_and_play(server):
             assert len(cards) == 12
             assert [c.get_attribute("data-rank") for c in cards[:3]] == ["1", "2", "3"]
             assert "anger" in page.inner_text("#status")
+            # every card shows its rank with and without the emotion term, as the API gives them
+            api = page.evaluate("async () => (await (await fetch('/api/search?q=an+angry+person&k=12')).json())")
+            for card, hit in zip(cards, api["results"], strict=True):
+                text = card.query_selector(".ranks").inner_text()
+                assert f"rank with emotion term: {hit['rank_with']} · without: {hit['rank_without']}" in text, text
             page.wait_for_function("document.querySelector('.card img').naturalWidth > 0")
             first_id = cards[0].get_attribute("data-id")
             cards[0].click()

@@ -2,6 +2,9 @@
 
 Submodules are imported on use so ``import emovid`` stays cheap: ``emovid.video`` (decoding, sampling,
 transforms), ``emovid.data`` (label formats, datasets, synthetic data), ``emovid.models`` (backbone registry).
+
+On a shared machine, call ``emovid.utils.threads.configure()`` before the first ``import torch`` (the ``emovid``
+command does): idle OpenMP threads then sleep instead of spinning, and ``EMOVID_THREADS`` sets the thread count.
 """
 
 import os

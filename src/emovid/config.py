@@ -82,8 +82,17 @@ class TrainConfig(YamlConfig):
     lr: float = 1e-5
     head_lr: float | None = None  # default: lr (heads on a frozen/cached backbone want more, e.g. 1e-3)
     weight_decay: float = 0.05
-    scheduler: str = "cosine"  # cosine | constant
+    weight_decay_1d: bool = False  # also decay biases and norm weights (VAERR gives AdamW model.parameters())
+    optimizer: str = "adamw"  # adamw | adam | sgd (emovid.train.optim)
+    opt_betas: tuple[float, float] = (0.9, 0.999)  # adamw/adam
+    opt_eps: float = 1e-8
+    momentum: float = 0.9  # sgd
+    nesterov: bool = False  # sgd
+    layer_decay: float | None = None  # layer-wise LR decay (VideoMAE fine-tuning: 0.75); needs a group_matcher
+    lr_reference_batch: int | None = None  # lr and min_lr scaled by total batch / this (VideoMAE: 256)
+    scheduler: str = "cosine"  # cosine (per step) | cosine_epoch (VAERR's per-epoch CosineScheduler) | constant
     warmup_epochs: float = 0.0
+    min_lr: float = 0.0  # the cosine ends here (VideoMAE: 1e-6)
     accumulate_grad_batches: int = 1
     gradient_clip_val: float | None = None
     precision: str = "32-true"
@@ -114,14 +123,28 @@ class TrainConfig(YamlConfig):
     log_every_n_steps: int = 10
     progress_bar: bool = True
 
+    # evaluation
+    monitor: str | None = None  # metric picking the best checkpoint (default: the task's), e.g. val/acc1
+    test_views: str | None = None  # final test on TxS views (T temporal segments x S spatial crops) averaged, e.g. 2x3
+    resize: str = "crop"  # crop (short side, then centre/random crop) | squash (resize frames to the input size)
+
+    # head options
+    head_init_scale: float | None = None  # multiply the new head's initial weights and bias (VideoMAE: 0.001)
+    head_dropout: float | None = None  # dropout before the head (default: the task's)
+    head_bias: bool = True  # v2v: Linear(D, 1, bias=False) as in the Emodiversity fork
+
     # task options
     score: str = "linear"  # intensity: linear (seed 000's score head) | norm (score = ||embedding||)
     pairs: str = "batch"  # intensity: batch (all pairs inside each batch) | random | all
     pairs_per_video: int = 4
     tie_tol: float = 0.0
-    loss: str | None = None  # vce: bce|mse; valence_arousal: mse|ccc|mse+ccc|bins; v2v: ranknet|listnet|plackett
-    va_bins: int = 20
+    loss: str | None = None  # vce: bce|mse; valence_arousal: VAERR's 1..10 or names, mse+ccc, bins; v2v: ranknet|...
+    va_bins: int = 20  # valence_arousal: VAERR's --bins
     clip_length: float | None = None  # valence_arousal: seconds per clip at each video's fps (VAERR's --clip_length)
+    segments_per_file: int = 1  # valence_arousal: random clips per training video and epoch (VAERR's, default 3 there)
+    dataset: str = "va_csv"  # valence_arousal: label reader; VAERR's sewa_video | MSP_video | RECOLA
+    fine_tuning: str = "FT"  # valence_arousal: VAERR's FT | Frozen3DConv | FullyFrozen
+    every_frame: bool = True  # valence_arousal: a prediction per frame (VAERR) or per clip from its last frame
     v2v_listwise: str | None = None  # v2v: listwise_labels.json for list training/eval
     data2: str | None = None  # fusion: the FIV2 annotation pickle (--data is the MOSEI CSV)
     emotion_checkpoint: str | None = None  # fusion: trained emotion_dist run

@@ -90,7 +90,9 @@ def run_demo(output_dir: str | os.PathLike) -> dict:
 
     photo = asset_path("astronaut.jpg")
     report_dir = out / "report"
-    run = analyze_inputs([video, photo], report_dir, options=AnalyzeOptions(fps=5.0, progress=False, overwrite=True))
+    # the full face mesh (468 points, head pose, mesh-followed tracks) and smoothed per-face segments
+    opts = AnalyzeOptions(fps=5.0, progress=False, overwrite=True, landmarks="full", smooth=0.6)
+    run = analyze_inputs([video, photo], report_dir, options=opts)
     segments = []
     res = read_result(report_dir / "sample.json") or {"frames": []}
     for k, drawn in enumerate(DEMO_EXPRESSIONS):

@@ -6,7 +6,9 @@
 * :func:`ccc` / :func:`ccc_loss` — concordance correlation (Lin, 1989) for valence/arousal and personality.
 * :func:`balanced_kl_div` — seed 001's class-balanced KL divergence to a target distribution.
 * :func:`info_nce` — seed 002's symmetric contrastive loss (CLIP, Radford et al., 2021).
-* :func:`binned_cross_entropy` — regression as classification over value bins (VAERR's ``--loss_type``).
+* :func:`binned_cross_entropy` — regression as classification over value bins (emovid's ``bins`` loss).
+
+VAERR's ten ``--loss_type`` losses, on its bins + value output layout, are in :mod:`emovid.losses_vaerr`.
 """
 
 from __future__ import annotations

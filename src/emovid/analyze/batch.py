@@ -27,6 +27,7 @@ class AnalyzeJob(Job):
         self.model, self.pretrained, self.opts, self.predictors = model, pretrained, options, list(predictors)
         self.classifier: EmotionClassifier | None = None
         self.detector = None
+        self.mesh = None
 
     def outputs_exist(self, item: Input, entry: dict) -> bool:
         return (self.out / f"{item.id}.json").exists()
@@ -34,8 +35,14 @@ class AnalyzeJob(Job):
     def setup(self, device) -> None:
         import torch
 
-        self.classifier = EmotionClassifier(self.model, pretrained=self.pretrained, device=str(device))
+        self.classifier = EmotionClassifier(
+            self.model, pretrained=self.pretrained, device=str(device), align=self.opts.align, flip=self.opts.flip
+        )
         self.detector = create_detector(self.opts.detector, redetect_every=self.opts.redetect_every)
+        if self.opts.landmarks == "full":  # once per rank, not per input: it loads the face-mesh weights
+            from emovid.faces.facemesh import FaceMesh
+
+            self.mesh = FaceMesh(device=str(device))
         if self.predictors and torch.device(device) != self.predictors[0].device:  # a rank of a multi-device run
             from emovid import load
 
@@ -45,8 +52,9 @@ class AnalyzeJob(Job):
         assert self.classifier is not None
         it = self.items[item.id]
         return analyze_file(
-            it.path, self.classifier, self.opts, detector=self.detector, kind=it.kind, predictors=self.predictors
-        )
+            it.path, self.classifier, self.opts, detector=self.detector, kind=it.kind, predictors=self.predictors,
+            mesh=self.mesh,
+        )  # fmt: skip
 
     def damage(self, result: Analysis) -> dict | None:
         return result.result.get("damaged")

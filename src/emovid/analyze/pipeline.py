@@ -30,8 +30,8 @@ import numpy as np
 from emovid.analyze.classifier import FER_LABELS, EmotionClassifier, load_personality_predictor
 from emovid.analyze.inputs import IMAGE_EXTENSIONS, InputItem, _kind, collect_inputs
 from emovid.errors import ConfigError, EmovidError
-from emovid.faces.crops import crop_square
-from emovid.faces.detect import FaceDetector, create_detector
+from emovid.faces.crops import crop_square, square_box
+from emovid.faces.detect import DEFAULT_DETECTOR, FaceDetector, create_detector
 from emovid.faces.track import IoUTracker
 from emovid.utils.prefetch import prefetch
 
@@ -54,7 +54,9 @@ class AnalyzeOptions:
         redetect_every: Haar detectors search the whole frame every this many analysed frames and, in between,
             only at the sizes of the faces already found (:class:`emovid.faces.detect.TrackingDetector`; same
             boxes); 1 = full search on every frame. A face of another size that appears beside an already tracked
-            one is picked up at the next full search. YuNet searches every frame in one pass.
+            one is picked up at the next full search. BlazeFace and YuNet search every frame in one pass, except
+            with ``landmarks="full"``: then any detector searches every this many frames and the face mesh follows
+            the faces in between (:class:`emovid.faces.mesh_track.MeshFollower`).
         max_side: frames whose longer side exceeds this are decoded downscaled (boxes are reported in the
             original video's pixels).
         progress: show progress bars (stderr).
@@ -69,11 +71,16 @@ class AnalyzeOptions:
         landmarks: ``"detector"``: each face's ``landmarks`` are the detector's key points (if it gives any);
             ``"full"``: MediaPipe's 468-point face mesh (:class:`emovid.faces.facemesh.FaceMesh`, ``[x, y, z]``
             in input pixels) and a ``pose`` from it (:func:`emovid.faces.facemesh.head_pose`) for every face.
+        align: crop faces upright and scaled by their eye distance (:func:`emovid.faces.crops.align_crop`) for the
+            expression model, instead of along the box; off by default: on real labelled faces it did not beat the
+            box crop for the bundled model (BENCHMARKS.md "expressions_real").
+        flip: average each face's probabilities with those of its mirror image (2x the model's work); off by
+            default for the same reason.
     """
 
     fps: float = 5.0
     batch_size: int = 64
-    detector: str | FaceDetector = "haar"
+    detector: str | FaceDetector = DEFAULT_DETECTOR
     redetect_every: int = 5
     max_side: int = 1280
     progress: bool = True
@@ -82,6 +89,8 @@ class AnalyzeOptions:
     smooth: float = 0.0
     min_segment: float = 1.0
     landmarks: str = "detector"
+    align: bool = False
+    flip: bool = False
 
     def __post_init__(self) -> None:
         if not self.fps > 0 or not math.isfinite(self.fps):
@@ -96,6 +105,25 @@ class AnalyzeOptions:
             raise ConfigError(f"--min-segment must be a number of seconds >= 0, got {self.min_segment}")
         if self.landmarks not in ("detector", "full"):
             raise ConfigError(f"--landmarks must be 'detector' or 'full', got {self.landmarks!r}")
+
+
+def _thumbnail(rgb: np.ndarray, box: Sequence[float], landmarks: Any = None) -> np.ndarray:
+    """The report's face thumbnail, with the face's key points (or every 8th mesh point) drawn as dots."""
+    import cv2
+
+    thumb = crop_square(rgb, box, THUMB_SIZE, margin=0.15, interpolation="area")
+    if landmarks is None:
+        return thumb
+    pts = np.asarray(landmarks, np.float64)
+    pts = pts.reshape(-1, 2) if pts.ndim == 1 else pts[:, :2]
+    if len(pts) >= 468:
+        pts = pts[::8]
+    x0, y0, side = square_box(tuple(box), 0.15)
+    k = THUMB_SIZE / max(side, 1)
+    for x, y in pts:
+        if math.isfinite(x) and math.isfinite(y):
+            cv2.circle(thumb, (int(round((x - x0) * k)), int(round((y - y0) * k))), 1, (0, 255, 120), -1, cv2.LINE_AA)
+    return thumb
 
 
 # ---- one input ----------------------------------------------------------------------------------------------
@@ -186,8 +214,12 @@ def analyze_file(
     kind: str | None = None,
     personality: Callable[[str], dict] | None = None,
     predictors: Sequence[Any] = (),
+    mesh: Any = None,
 ) -> Analysis:
     """Faces and emotions of one video or image.
+
+    Pass ``detector`` (and, with ``options.landmarks == "full"``, ``mesh``: a
+    :class:`~emovid.faces.facemesh.FaceMesh`) to reuse them over many inputs; otherwise they are built per call.
 
     Returns an :class:`Analysis` whose ``result`` is::
 
@@ -224,11 +256,14 @@ def analyze_file(
     opts = options or AnalyzeOptions()
     det = detector or create_detector(opts.detector, redetect_every=opts.redetect_every)
     grey_input = bool(getattr(det, "grey_input", False))
-    mesh = None
     if opts.landmarks == "full":
         from emovid.faces.facemesh import FaceMesh, head_pose
+        from emovid.faces.mesh_track import MeshFollower
 
-        mesh = FaceMesh()
+        mesh = mesh if mesh is not None else FaceMesh()
+        follower = MeshFollower(det, mesh, redetect_every=opts.redetect_every)
+    else:
+        mesh = follower = None
     reset = getattr(det, "reset", None)
     if reset is not None:
         reset()  # tracking detectors start each input from a full-frame search
@@ -237,6 +272,7 @@ def analyze_file(
     path = Path(check_regular_file(path, "video or image"))
     kind = kind or _kind(path)
     labels = classifier.labels
+    extra_names = tuple(getattr(classifier, "extra_names", ()))
     t0 = time.perf_counter()
 
     frames_out: list[dict] = []
@@ -250,9 +286,11 @@ def analyze_file(
         nonlocal n_faces, prob_sum
         if not pending:
             return
-        probs = classifier.predict([c for _, c, _ in pending])
-        for (face, _, tid), p in zip(pending, probs, strict=False):
+        probs, extras = classifier.predict_all([c for _, c, _ in pending])
+        for (face, _, tid), p, ex in zip(pending, probs, extras, strict=False):
             face["emotions"] = {lab: round(float(v), 5) for lab, v in zip(labels, p, strict=False)}
+            for name, v in zip(extra_names, ex, strict=False):  # valence / arousal of models that give them
+                face[name] = round(float(v), 5)
             prob_sum += p
             st = stats.get(tid)
             if st is not None:
@@ -282,12 +320,13 @@ def analyze_file(
         bar = tqdm(total=total, desc=path.name[:30], unit="frame", leave=False, disable=not opts.progress or total < 2)
         for step, (index, t, rgb) in enumerate(source):
             grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-            faces = det.detect(grey if grey_input else rgb)
+            meshes = None
+            if follower is not None:  # the face mesh follows faces between detector searches
+                faces, meshes = follower.step(rgb, grey if grey_input else None)
+            else:
+                faces = det.detect(grey if grey_input else rgb)
             ids = tracker.update(step, t, faces)
             rec: dict = {"t": round(float(t), 4), "frame": int(index), "faces": []}
-            meshes = None
-            if mesh is not None and faces:  # one forward pass for the frame's faces; the detector's eyes level crops
-                meshes = mesh.landmarks_batch(rgb, [f.box for f in faces], [f.landmarks for f in faces])
             for k, (face, (tid, _smoothed)) in enumerate(zip(faces, ids, strict=False)):
                 # Boxes and crops use the detector's raw box: smoothing lags behind fast moves on sparse samples.
                 box = face.box
@@ -307,13 +346,14 @@ def analyze_file(
                 if pose is not None:  # head pose from detectors that estimate it; never made up
                     fd["pose"] = pose
                 rec["faces"].append(fd)
-                pending.append((fd, classifier.crop(rgb, grey, box), tid))
+                marks = meshes[k] if meshes is not None else face.landmarks  # eyes for aligned crops
+                pending.append((fd, classifier.crop(rgb, grey, box, marks, face.kind), tid))
                 st = stats.setdefault(tid, _TrackStat())
                 st.count += 1
                 quality = face.score * math.sqrt(box[2] * box[3])
                 if quality > st.best:
                     st.best = quality
-                    st.thumb = crop_square(rgb, box, THUMB_SIZE, margin=0.15, interpolation="area")
+                    st.thumb = _thumbnail(rgb, box, marks)
                 if len(stats) > 4 * MAX_THUMBS:  # bounded memory on long, crowded videos: forget the rarest faces
                     _prune(stats, keep=2 * MAX_THUMBS)
             frames_out.append(rec)
@@ -361,6 +401,12 @@ def analyze_file(
         "main_face": main,
         "segments": segments,
     }
+    for name in extra_names:  # valence / arousal: mean over all faces, and over the main face
+        vals = [f[name] for fr in frames_out for f in fr["faces"] if name in f]
+        summary[f"{name}_mean"] = round(float(np.mean(vals)), 5) if vals else None
+        if main is not None:
+            mine = [f[name] for fr in frames_out for f in fr["faces"] if name in f and f["track"] == main["track"]]
+            main[f"{name}_mean"] = round(float(np.mean(mine)), 5) if mine else None
     if personality is not None:  # traits come from a video's face sequence; an image has none
         summary["personality"] = personality(str(path)) if kind == "video" else None
     if predictors:  # trained runs score the whole video (an image has no clips to score)
@@ -464,7 +510,7 @@ def analyze_video(
     if bad:
         raise ConfigError(f"unknown analyze option {bad[0]!r}; known: {', '.join(sorted(known))}")
     opts = AnalyzeOptions(**{"progress": False, **options})
-    clf = classifier or EmotionClassifier(model, pretrained=pretrained, device=device)
+    clf = classifier or EmotionClassifier(model, pretrained=pretrained, device=device, align=opts.align, flip=opts.flip)
     return analyze_file(path, clf, opts)
 
 

@@ -23,6 +23,7 @@ from emovid.utils.io import atomic_open, atomic_path, write_json
 __all__ = [
     "EMOTION_COLOURS",
     "read_result",
+    "face_affect_html",
     "segments_html",
     "segments_text",
     "svg_bars",
@@ -133,6 +134,30 @@ def _thumbs_html(out: Path, key: str, result: dict) -> str:
     return f'<div class="thumbs">{"".join(figs)}</div>'
 
 
+def face_affect_html(result: dict) -> str:
+    """The main face's head pose (median yaw/pitch/roll) and valence/arousal (timeline on videos), when measured."""
+    s = result.get("summary") or {}
+    main = (s.get("main_face") or {}).get("track")
+    faces = [(fr["t"], f) for fr in result.get("frames", ()) for f in fr["faces"] if f.get("track") == main]
+    parts = []
+    poses = [f["pose"] for _, f in faces if f.get("pose")]
+    if poses:
+        med = {k: float(np.median([p[k] for p in poses])) for k in ("yaw", "pitch", "roll")}
+        txt = ", ".join(f"{k} {v:+.0f}°" for k, v in med.items())
+        parts.append(
+            f'<p>Head pose of face {main} <span class="meta">(median of {len(poses)} frames)</span>: {txt}</p>'
+        )
+    va = [(t, f["valence"], f["arousal"]) for t, f in faces if "valence" in f and "arousal" in f]
+    if va:
+        mv, ma = float(np.mean([v for _, v, _ in va])), float(np.mean([a for _, _, a in va]))
+        parts.append(f'<p>Valence {mv:+.2f}, arousal {ma:+.2f} <span class="meta">(face {main}, mean)</span></p>')
+        if result.get("kind") == "video" and len(va) > 1:
+            t = [x[0] for x in va]
+            lines = {"valence": [x[1] for x in va], "arousal": [x[2] for x in va]}
+            parts.append(svg_curves(t, lines, lo=-1.0, hi=1.0, duration=result.get("duration_s")))
+    return "\n".join(parts)
+
+
 def _section(out: Path, key: str, result: dict) -> str:
     s = result.get("summary", {})
     dom = s.get("dominant_emotion")
@@ -154,6 +179,7 @@ def _section(out: Path, key: str, result: dict) -> str:
         body.append(segments_html(result))
     plot = svg_timeline(result) if result.get("kind") == "video" else ""
     body.append(f'<div class="row">{plot}{svg_bars(s.get("emotions_mean") or {})}</div>')
+    body.append(face_affect_html(result))
     if s.get("tasks"):  # trained runs given with --checkpoint (their traits are shown there)
         body.append(tasks_html(s["tasks"]))
     elif s.get("personality"):

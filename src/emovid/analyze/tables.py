@@ -2,17 +2,19 @@
 
 Columns, in order: ``t, frame, face, track, x, y, w, h, score``, one per emotion label, then only what the result
 holds: ``<label>_smoothed`` per label (with ``--smooth``), ``lm0_x, lm0_y, lm1_x, ...`` (detectors that give key
-points) and ``yaw, pitch, roll`` (detectors that estimate head pose). Nothing is filled in that was not measured: a
-face without a value has ``None`` (an empty CSV cell), and a frame without a face has one row with only ``t`` and
-``frame``.
+points), ``yaw, pitch, roll`` (detectors that estimate head pose, or the face mesh) and ``valence, arousal``
+(expression models that give them, e.g. ``enet_b0_8_va_mtl``); action units would join the same way. Nothing is
+filled in that was not measured: a face without a value has ``None`` (an empty CSV cell), and a frame without a
+face has one row with only ``t`` and ``frame``.
 """
 
 from __future__ import annotations
 
-__all__ = ["BASE_COLUMNS", "POSE_COLUMNS", "result_columns", "result_rows"]
+__all__ = ["AFFECT_COLUMNS", "BASE_COLUMNS", "POSE_COLUMNS", "result_columns", "result_rows"]
 
 BASE_COLUMNS = ("t", "frame", "face", "track", "x", "y", "w", "h", "score")
 POSE_COLUMNS = ("yaw", "pitch", "roll")
+AFFECT_COLUMNS = ("valence", "arousal")
 
 
 def _faces(result: dict):
@@ -32,6 +34,7 @@ def result_columns(result: dict) -> list[str]:
         cols += [f"lm{k}_x", f"lm{k}_y"]
     if any(f.get("pose") for f in faces):
         cols += list(POSE_COLUMNS)
+    cols += [c for c in AFFECT_COLUMNS if any(c in f for f in faces)]
     return cols
 
 
@@ -67,5 +70,8 @@ def result_rows(result: dict, faces_only: bool = False) -> list[dict]:
             if pose:
                 for name in POSE_COLUMNS:
                     row[name] = pose.get(name)
+            for name in AFFECT_COLUMNS:
+                if name in face:
+                    row[name] = face[name]
             rows.append(row)
     return rows

@@ -4,8 +4,13 @@ Each command group lives in its own module and registers itself on :data:`app`. 
 call library functions, print. User-caused failures are :class:`~emovid.errors.EmovidError`; :func:`main`
 prints them on one line and exits non-zero (``--debug`` shows the traceback).
 
-The root flags ``--debug`` and ``--trust-checkpoint`` are accepted anywhere on the command line
+The root flags ``--debug``, ``--trust-checkpoint`` and ``--threads N`` are accepted anywhere on the command line
 (``emovid analyze v.mp4 --debug`` as well as ``emovid --debug analyze v.mp4``).
+
+CPU threads: :func:`main` calls :func:`emovid.utils.threads.configure` before anything imports torch, so the
+thread count (``--threads N`` / ``EMOVID_THREADS``) and OpenMP's wait policy (``PASSIVE`` unless
+``OMP_WAIT_POLICY`` is set) are in place when torch's OpenMP runtime starts; a run next to other busy processes
+then slows in proportion to the CPU it gets instead of many-fold (``bench/contention.py``).
 """
 
 from __future__ import annotations
@@ -50,19 +55,34 @@ def _root(
         help="Load pickled checkpoints (.pth/.ckpt) that hold more than tensors and plain data. This RUNS CODE "
         "stored in the file: only for files you trust. May follow the subcommand; also EMOVID_TRUST_CHECKPOINT=1.",
     ),
+    threads: str = typer.Option(
+        None,
+        "--threads",
+        metavar="N",
+        help="CPU threads for torch (default: EMOVID_THREADS, else OMP_NUM_THREADS, else one per core). "
+        "Idle threads sleep (OMP_WAIT_POLICY=PASSIVE unless set), so runs share a busy machine gracefully. "
+        "May follow the subcommand.",
+    ),
 ) -> None:
     """Read emotion from video."""
     if trust_checkpoint:  # main() takes the flag out of argv; this serves `app` called directly
         from emovid.models.hub import set_trust_checkpoints
 
         set_trust_checkpoints(True)
+    if threads is not None:  # main() applied it before torch loaded; this serves `app` called directly
+        from emovid.utils.threads import configure
+
+        configure(threads)
 
 
 def _load_commands() -> None:
     # Importing a module registers its commands on `app`.
     from emovid.cli import video  # noqa: F401
 
-    groups = ("data", "models", "weights", "train", "extract", "predict", "pretrain", "retrieval", "faces", "analyze")
+    groups = (
+        "data", "models", "weights", "train", "extract", "predict", "pretrain", "retrieval", "captions", "faces",
+        "analyze",
+    )  # fmt: skip
     for name in groups:
         try:
             __import__(f"emovid.cli.{name}")
@@ -79,6 +99,14 @@ def err(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
     args = list(sys.argv[1:] if argv is None else argv)
+    args, threads = _take_value_flag(args, "--threads")
+    try:  # before any command module imports torch: OpenMP reads its settings when it loads
+        from emovid.utils.threads import configure
+
+        configure(threads)
+    except EmovidError as e:
+        err(str(e))
+        return _exit(e.exit_code, argv)
     args, flags = _take_root_flags(args, ("--debug", "--trust-checkpoint"))
     debug = "--debug" in flags
     if debug:
@@ -99,6 +127,23 @@ def _take_root_flags(args: list[str], names: tuple[str, ...]) -> tuple[list[str]
     end = args.index("--") if "--" in args else len(args)
     found = {a for a in args[:end] if a in names}
     return [a for a in args[:end] if a not in names] + args[end:], found
+
+
+def _take_value_flag(args: list[str], name: str) -> tuple[list[str], str | None]:
+    """Remove ``NAME VALUE`` / ``NAME=VALUE`` wherever it stands (before ``--``); the last one wins."""
+    end = args.index("--") if "--" in args else len(args)
+    out, value, i = [], None, 0
+    while i < end:
+        a = args[i]
+        if a == name and i + 1 < end:
+            value, i = args[i + 1], i + 2
+            continue
+        if a.startswith(name + "="):
+            value = a[len(name) + 1 :]
+        else:
+            out.append(a)
+        i += 1
+    return out + args[end:], value
 
 
 class _WarningLines(logging.Handler):

@@ -30,17 +30,19 @@ def analyze(
     ),
     batch_size: int = typer.Option(64, "--batch-size", "--batch_size", help="Face crops per forward pass."),
     detector: str = typer.Option(
-        "haar",
+        "blazeface",
         "--detector",
-        help="Face detector: haar, haar-frontal, haar-full, haar-fast, haar-fer (offline OpenCV cascades), or yunet "
-        "(CNN, more accurate; weights fetched from the Hugging Face Hub once) / yunet:FILE.onnx, or blazeface "
-        "(MediaPipe's short-range CNN, bundled; for faces near the camera).",
+        help="Face detector: blazeface (MediaPipe's short-range CNN, bundled; the default: more faces found, "
+        "tilted heads included, no false boxes on real faces), blazeface-full (MediaPipe's full-range CNN, bundled: "
+        "small faces in wide shots, 2-3x the cost), haar, haar-frontal, haar-full, haar-fast, haar-fer "
+        "(OpenCV cascades), or yunet (CNN; weights fetched from the Hugging Face Hub once) / yunet:FILE.onnx.",
     ),
     redetect_every: int = typer.Option(
         5,
         "--redetect-every",
         help="Haar detectors: full face search every N analysed frames, in between a search at the sizes of the "
-        "faces found (same boxes, less work; 1: full search on every frame). YuNet searches every frame.",
+        "faces found (same boxes, less work; 1: full search on every frame). BlazeFace and YuNet search every "
+        "frame, except with --landmarks full: then the face mesh follows faces between searches every N frames.",
     ),
     max_side: int = typer.Option(1280, "--max-side", help="Decode frames larger than this downscaled."),
     device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, ...)."),
@@ -74,6 +76,15 @@ def analyze(
         metavar="SECONDS",
         help="Emotion segments (runs of one dominant emotion per face) shorter than this join a neighbour.",
     ),
+    align: bool = typer.Option(
+        False,
+        "--align/--no-align",
+        help="Crop faces upright and scaled by their eye distance (needs key points: blazeface, yunet or "
+        "--landmarks full) instead of along the box.",
+    ),
+    flip: bool = typer.Option(
+        False, "--flip/--no-flip", help="Average each face's emotions with those of its mirror image."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> int:
     """Per input OUT/NAME.json + NAME.csv, and OUT/report.html; failures go to OUT/failures.jsonl (exit 1).
@@ -95,6 +106,8 @@ def analyze(
         smooth=smooth,
         landmarks=landmarks,
         min_segment=min_segment,
+        align=align,
+        flip=flip,
     )
     weights: str | bool | None = True if pretrained is None else pretrained
     if isinstance(weights, str) and weights.lower() in ("none", "random"):

@@ -48,9 +48,10 @@ def embed(
     num_crops: int = typer.Option(30, "--num-crops", "--num_crops", help="Evenly spaced face crops per video."),
     margin: float = typer.Option(0.2, "--margin", help="Crop context on each side, fraction of the face box."),
     detector: str = typer.Option(
-        "haar",
+        "blazeface",
         "--detector",
-        help="Face detector preset: haar, haar-frontal, haar-full, ..., yunet, yunet:FILE.onnx, blazeface.",
+        help="Face detector preset: blazeface (default), blazeface-full (small faces in wide shots), haar, "
+        "haar-frontal, haar-full, ..., yunet, yunet:FILE.onnx.",
     ),
     batch_size: int = typer.Option(32, "--batch-size", "--batch_size", help="Crops per forward pass."),
     device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, cuda:1, ...)."),

@@ -53,6 +53,10 @@ def model_rows(pattern: str = "*", include_test: bool = False) -> list[dict]:
                 "num_classes": cfg.num_classes,
                 "license": cfg.license,
                 "source": cfg.source,
+                "task": cfg.task,
+                "labels": list(cfg.label_names or ()),
+                "training_data": cfg.training_data,
+                "model_card": cfg.model_card,
                 "weights": weights,
             }
         )
@@ -108,11 +112,41 @@ def list_models_cmd(
     pattern: str = typer.Argument("*", help="Glob over model names (plain text matches as a substring)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON: one object per model, with weight sources."),
     show_all: bool = typer.Option(False, "--all", help="Include the tiny test_* variants."),
+    task: str | None = typer.Option(
+        None,
+        "--task",
+        help="Only models whose pretrained head does this: 'expression' lists the face-expression classifiers "
+        "(emovid analyze --model) with their classes, training data, licence and model card.",
+    ),
 ) -> int:
     """List registered models: family, parameters, clip geometry, face crop or full frame, weight sources."""
     rows = model_rows(pattern, include_test=show_all)
+    if task:
+        rows = [r for r in rows if r["task"] == task]
     if not rows:
-        err(f"no model matches {pattern!r}" + ("" if show_all else " (test_* variants need --all)"))
+        what = f"no model matches {pattern!r}" + (f" with --task {task}" if task else "")
+        err(what + ("" if show_all else " (test_* variants need --all)"))
         return 1
-    typer.echo(json.dumps(rows, indent=2) if as_json else format_table(rows))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    elif task == "expression":
+        typer.echo(format_expression_table(rows))
+    else:
+        typer.echo(format_table(rows))
     return 0
+
+
+def format_expression_table(rows: list[dict]) -> str:
+    """One block per face-expression model: classes, input, training data, licence, weights, model card."""
+    out = []
+    for r in rows:
+        h, w = r["input_size"]
+        chans = "grey" if r["in_chans"] == 1 else "RGB"
+        out.append(f"{r['name']}  ({r['family']}, {r['params'] / 1e6:.2f}M parameters, {h}x{w} {chans} face crop)")
+        out.append(f"  classes:   {', '.join(r['labels']) or '-'}")
+        out.append(f"  trained on: {r['training_data'] or 'not stated'}")
+        out.append(f"  licence:   {r['license'] or 'not stated'}")
+        out.append(f"  weights:   {_weights_text(r)}")
+        if r["model_card"]:
+            out.append(f"  card:      {r['model_card']}")
+    return "\n".join(out)

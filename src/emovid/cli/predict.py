@@ -43,6 +43,10 @@ def predict(
     valence and arousal (means); the 7 MOSEI emotions; the 5 OCEAN traits. Resumable; a bad video is recorded in
     failures.jsonl and the rest go on (exit 1).
     """
+    if not checkpoint.exists():  # at once, not after the seconds of importing torch and Lightning
+        from emovid.errors import InputNotFoundError
+
+        raise InputNotFoundError(checkpoint, "run folder")
     from emovid.predict_run import predict_inputs
 
     s = predict_inputs(

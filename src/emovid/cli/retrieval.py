@@ -110,8 +110,12 @@ def index_add(
 
 @app.command()
 def search(
-    query: str = typer.Argument(..., help="What the video should show or feel."),
+    query: str | None = typer.Argument(None, help="What the video should show or feel (or --queries FILE)."),
     index: Path = typer.Option(..., "--index", "-i", help="Index folder."),
+    queries: Path | None = typer.Option(
+        None, "--queries", help="With --compare: a file of queries (one a line, 'QUERY | EMOTION,...'; or JSON)."
+    ),
+    output: Path | None = typer.Option(None, "--output", "-o", help="--queries: also write the table (.csv/.json)."),
     emotion: list[str] = typer.Option([], "--emotion", "-e", help="Emotion term (repeatable; default: from text)."),
     filter_emotion: list[str] = typer.Option([], "--filter", help="Keep videos showing this emotion (repeatable)."),
     k: int = typer.Option(10, "--k", "-k"),
@@ -121,10 +125,25 @@ def search(
     device: str = typer.Option("cpu", "--device"),
 ) -> int:
     """Search an index by text."""
-    from emovid.retrieval.search import Searcher
+    from emovid.errors import ConfigError
+    from emovid.retrieval.search import Searcher, read_queries
 
+    if queries is not None and not compare:
+        raise ConfigError("--queries FILE goes with --compare")
+    if (query is None) == (queries is None):
+        raise ConfigError("give a query text, or --compare --queries FILE (not both)")
+    todo = read_queries(queries) if queries is not None else None
     s = Searcher(index, device=device)
     typer.echo(s.describe(), err=True)
+    if todo is not None:
+        rows = s.compare_queries(todo, k=k)
+        if output:
+            _write_table(output, rows)
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+        else:
+            typer.echo(_compare_table(rows, k))
+        return 0
     if compare:
         out = s.compare(query, k=k, emotions=emotion)
         if as_json:
@@ -160,19 +179,95 @@ def _f(x) -> str:
     return "-" if x is None else f"{x:.1f}"
 
 
+#: Column headers of the --compare --queries table: which side holds the emotion term is in every name.
+COMPARE_COLUMNS = (
+    ("query", "query"),
+    ("emotions", "emotion term"),
+    ("videos_with_emotion", "videos with it"),
+    ("p_at_k_with_term", "P@{k} with term"),
+    ("p_at_k_without_term", "P@{k} without term"),
+    ("mean_rank_with_term", "mean rank with term"),
+    ("mean_rank_without_term", "mean rank without term"),
+    ("mean_rank_change", "rank change (without - with; + = up)"),
+)
+
+
+def _cell(key: str, v) -> str:
+    if isinstance(v, list):
+        return ",".join(v)
+    if v is None:
+        return "-"
+    if key.startswith("p_at_k"):
+        return f"{v:.2f}"
+    if key.startswith("mean_rank"):
+        return f"{v:+.1f}" if key == "mean_rank_change" else f"{v:.1f}"
+    return str(v)
+
+
+def _compare_table(rows: list[dict], k: int) -> str:
+    heads = [h.format(k=k) for _, h in COMPARE_COLUMNS]
+    cells = [[_cell(key, r[key]) for key, _ in COMPARE_COLUMNS] for r in rows]
+    width = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
+    width[0] = min(width[0], 48)
+
+    def line(xs: list[str]) -> str:
+        return "  ".join(x[: width[i]].ljust(width[i]) if i < 2 else x.rjust(width[i]) for i, x in enumerate(xs))
+
+    return "\n".join([line(heads), *(line(c) for c in cells)])
+
+
+def _write_table(path: Path, rows: list[dict]) -> None:
+    import csv
+    import io
+
+    from emovid.utils.io import atomic_open, write_json
+
+    if path.suffix.lower() == ".json":
+        write_json(path, rows)
+        return
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    keys = [key for key, _ in COMPARE_COLUMNS]
+    w.writerow(keys)
+    for r in rows:
+        w.writerow([";".join(r[x]) if isinstance(r[x], list) else ("" if r[x] is None else r[x]) for x in keys])
+    with atomic_open(path) as f:
+        f.write(buf.getvalue())
+
+
 @plot_app.command("tsne")
 def plot_tsne(
-    index: Path = typer.Option(..., "--index", "-i", help="Index folder."),
+    index: Path | None = typer.Option(None, "--index", "-i", help="Index folder."),
+    checkpoint: list[Path] = typer.Option(
+        [], "--checkpoint", "-c", help="Retrieval checkpoint (repeat: panels side by side, e.g. before / after)."
+    ),
+    data: Path | None = typer.Option(None, "--data", help="--checkpoint: captions (default: the first's val split)."),
+    video_root: Path | None = typer.Option(None, "--video-root", help="--checkpoint: folder of --data's videos."),
     output: Path = typer.Option(Path("tsne.png"), "--output", "-o", help="PNG file."),
-    query: list[str] = typer.Option([], "--query", "-q", help="Extra text queries to place (repeatable)."),
+    query: list[str] = typer.Option([], "--query", "-q", help="--index: extra text queries to place (repeatable)."),
     captions: bool = typer.Option(True, "--captions/--no-captions", help="Also place the videos' caption embeddings."),
     perplexity: float = typer.Option(30.0, "--perplexity"),
     seed: int = typer.Option(0, "--seed"),
 ) -> int:
-    """t-SNE of video (and caption/query) embeddings coloured by emotion, saved as PNG."""
-    from emovid.retrieval.tsne import plot_index_tsne
+    """t-SNE of video (and caption/query) embeddings coloured by emotion, saved as PNG.
 
-    info = plot_index_tsne(index, output, queries=query, captions=captions, perplexity=perplexity, seed=seed)
+    Either one index (--index), or checkpoints (--checkpoint A --checkpoint B) embedding the same videos, drawn
+    side by side.
+    """
+    from emovid.errors import ConfigError
+
+    if (index is None) == (not checkpoint):
+        raise ConfigError("give --index DIR or --checkpoint DIR (repeatable), not both")
+    if checkpoint:
+        if query:
+            raise ConfigError("--query goes with --index")
+        from emovid.retrieval.tsne import plot_checkpoints_tsne
+
+        info = plot_checkpoints_tsne(checkpoint, output, data, video_root, captions, perplexity, seed)
+    else:
+        from emovid.retrieval.tsne import plot_index_tsne
+
+        info = plot_index_tsne(index, output, queries=query, captions=captions, perplexity=perplexity, seed=seed)
     typer.echo(json.dumps(info))
     return 0
 

@@ -47,9 +47,24 @@ def train(
     batch_size: int = typer.Option(16, "--batch-size", "--batch_size"),
     lr: float = typer.Option(1e-5, "--lr", help="Learning rate (backbone)."),
     head_lr: float | None = typer.Option(None, "--head-lr", help="Learning rate of the head (default: --lr)."),
-    weight_decay: float = typer.Option(0.05, "--weight-decay"),
-    scheduler: str = typer.Option("cosine", "--scheduler", help="cosine | constant"),
-    warmup_epochs: float = typer.Option(0.0, "--warmup-epochs"),
+    weight_decay: float = typer.Option(0.05, "--weight-decay", "--weight_decay"),
+    weight_decay_1d: bool = typer.Option(
+        False, "--weight-decay-1d/--no-weight-decay-1d", help="Decay biases and norm weights too (VAERR)."
+    ),
+    optimizer: str = typer.Option("adamw", "--optimizer", "--opt", help="adamw | adam | sgd"),
+    opt_betas: tuple[float, float] = typer.Option((0.9, 0.999), "--opt-betas", "--opt_betas", help="Adam betas."),
+    opt_eps: float = typer.Option(1e-8, "--opt-eps", "--opt_eps"),
+    momentum: float = typer.Option(0.9, "--momentum", help="SGD momentum."),
+    nesterov: bool = typer.Option(False, "--nesterov/--no-nesterov", help="SGD with Nesterov momentum."),
+    layer_decay: float | None = typer.Option(
+        None, "--layer-decay", "--layer_decay", help="Layer-wise LR decay, e.g. 0.75 (backbones with a group_matcher)."
+    ),
+    lr_reference_batch: int | None = typer.Option(
+        None, "--lr-reference-batch", help="Scale --lr and --min-lr by total batch / this (VideoMAE: 256)."
+    ),
+    scheduler: str = typer.Option("cosine", "--scheduler", help="cosine (per step) | cosine_epoch (VAERR) | constant"),
+    warmup_epochs: float = typer.Option(0.0, "--warmup-epochs", "--warmup_epochs"),
+    min_lr: float = typer.Option(0.0, "--min-lr", "--min_lr", help="Where the cosine ends."),
     accumulate_grad_batches: int = typer.Option(1, "--accumulate-grad-batches"),
     gradient_clip_val: float | None = typer.Option(None, "--gradient-clip-val"),
     precision: str = typer.Option("32-true", "--precision", help="32-true | 16-mixed | bf16-mixed"),
@@ -69,7 +84,12 @@ def train(
     accelerator: str = typer.Option("auto", "--accelerator"),
     devices: str = typer.Option("auto", "--devices", help="auto, a count, or a list like 0,1"),
     num_nodes: int = typer.Option(1, "--num-nodes"),
-    strategy: str = typer.Option("auto", "--strategy", help="auto | ddp | ddp_find_unused_parameters_true | ..."),
+    strategy: str = typer.Option(
+        "auto",
+        "--strategy",
+        help="auto | ddp | ddp_find_unused_parameters_true | deepspeed_stage_1 | deepspeed_stage_2 | ... "
+        "(Lightning's names; DeepSpeed needs pip install deepspeed)",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output-dir exactly."),
     max_steps: int = typer.Option(-1, "--max-steps"),
     log_every_n_steps: int = typer.Option(10, "--log-every-n-steps"),
@@ -83,10 +103,38 @@ def train(
         "--loss",
         "--loss-type",
         "--loss_type",
-        help="vce: bce|mse; valence_arousal: mse|ccc|mse+ccc|bins; v2v: ranknet|listnet|plackett",
+        help="vce: bce|mse; valence_arousal: VAERR's --loss_type 1..10 or its name (ccc+ce, ...), mse+ccc, bins; "
+        "v2v: ranknet|listnet|plackett",
     ),
-    va_bins: int = typer.Option(20, "--va-bins"),
-    clip_length: float | None = typer.Option(None, "--clip-length", "--clip_length", help="Seconds per clip (VA)."),
+    va_bins: int = typer.Option(20, "--va-bins", "--bins", help="valence_arousal: value bins (VAERR's --bins)."),
+    clip_length: float | None = typer.Option(
+        None, "--clip-length", "--clip_length", help="Seconds per clip (VA); 0: whole videos, as in VAERR."
+    ),
+    segments_per_file: int = typer.Option(
+        1, "--segments-per-file", "--segments_per_file", help="VA: random clips per training video and epoch."
+    ),
+    dataset: str = typer.Option(
+        "va_csv", "--dataset", help="VA label reader: va_csv, or VAERR's sewa_video | MSP_video | RECOLA."
+    ),
+    fine_tuning: str = typer.Option(
+        "FT", "--fine-tuning", "--fine_tuning", help="VA: FT | Frozen3DConv | FullyFrozen (VAERR)."
+    ),
+    every_frame: bool = typer.Option(
+        True, "--every-frame/--last-frame", help="VA: predict every frame (VAERR) or each clip from its last frame."
+    ),
+    drop_path: float | None = typer.Option(
+        None, "--drop-path", "--drop_path", help="Stochastic depth rate (VideoMAE), passed to the model."
+    ),
+    monitor: str | None = typer.Option(None, "--monitor", help="Metric for the best checkpoint, e.g. val/acc1."),
+    test_views: str | None = typer.Option(
+        None, "--test-views", help="Final test on TxS views averaged (T segments x S crops), e.g. 2x3."
+    ),
+    resize: str = typer.Option("crop", "--resize", help="crop (short side + crop) | squash (to the input size)."),
+    head_init_scale: float | None = typer.Option(
+        None, "--head-init-scale", "--init_scale", help="Scale the new head's initial weights (VideoMAE: 0.001)."
+    ),
+    head_dropout: float | None = typer.Option(None, "--head-dropout", help="Dropout before the head."),
+    head_bias: bool = typer.Option(True, "--head-bias/--no-head-bias", help="v2v: bias in the score layer."),
     v2v_listwise: str | None = typer.Option(None, "--v2v-listwise"),
     data2: str | None = typer.Option(None, "--data2", help="fusion: FIV2 annotation pickle."),
     emotion_checkpoint: str | None = typer.Option(None, "--emotion-checkpoint", help="fusion: emotion_dist run."),
@@ -96,10 +144,11 @@ def train(
 ) -> int:
     """Train TASK on your labels; writes a checkpoint folder (model.safetensors, configs, metrics.csv)."""
     from emovid.config import TrainConfig
-    from emovid.train import train as run
 
-    values = {k: v for k, v in ctx.params.items() if k not in ("config", "model_arg")}
+    values = {k: v for k, v in ctx.params.items() if k not in ("config", "model_arg", "drop_path")}
     values["model_args"] = _parse_kv(model_arg)
+    if drop_path is not None:
+        values["model_args"]["drop_path_rate"] = drop_path
     if config is not None:
         from click.core import ParameterSource as PS  # noqa: N817
 
@@ -108,12 +157,29 @@ def train(
             for k, v in values.items()
             if _source(ctx, k) not in (getattr(PS, "DEFAULT", None), getattr(PS, "DEFAULT_MAP", None))
         }
+        extra_model_args = given.pop("model_args", None) or {}  # --model-arg / --drop-path add to the recipe's
         cfg = TrainConfig.from_yaml(config, **given)
+        cfg.model_args = {**cfg.model_args, **extra_model_args}
     else:
         cfg = TrainConfig.from_dict(values)
+    _check_inputs(cfg)
+    # Lightning (and, through torchmetrics, transformers) take seconds to import: only now that the recipe is sound.
+    from emovid.train import train as run
+
     summary = run(cfg)
     typer.echo(json.dumps(summary, indent=2, default=str))
     return 0
+
+
+def _check_inputs(cfg) -> None:
+    """Label files that do not exist fail at once, before the seconds of importing the training engine."""
+    import os
+
+    from emovid.errors import InputNotFoundError
+
+    for value, what in ((cfg.data, "label file or dataset folder"), (cfg.data2, "label file")):
+        if value and not os.path.exists(value):
+            raise InputNotFoundError(value, what)
 
 
 def _parse_kv(items: list[str]) -> dict:

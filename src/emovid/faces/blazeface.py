@@ -1,27 +1,35 @@
-"""BlazeFace: MediaPipe's short-range face detector, ported to PyTorch and shipped with emovid.
+"""BlazeFace: MediaPipe's short- and full-range face detectors, ported to PyTorch and shipped with emovid.
 
 BlazeFace (Bazarevsky et al., "BlazeFace: Sub-millisecond Neural Face Detection on Mobile GPUs", CVPR 2019
-workshops) is a ~100 k-parameter SSD-style detector. The *short-range* model (MediaPipe Face Detection, Apache-2.0)
-looks at a 128x128 RGB image and is meant for faces within about 2 m of the camera, i.e. faces that fill a fair
-part of the frame (webcam, interview and selfie video); small faces in a wide shot are missed.
+workshops) is a small SSD-style detector. MediaPipe Face Detection (Apache-2.0) has two:
 
-The weights in ``emovid/weights/blazeface_short_range.safetensors`` are MediaPipe's
-``face_detection_short_range.tflite`` (float16 numbers, unchanged) rewritten into this module's layout by
-``tools/convert_blazeface.py``; ``tests/test_blazeface.py`` checks the port against the TFLite interpreter's outputs
-(raw regressors and scores equal to 1e-4). Licence and model-card reference: ``emovid/weights/LICENSE-blazeface.txt``.
+* *short range* (:class:`BlazeFaceNet`, ~100 k parameters): a 128x128 RGB image, for faces within about 2 m of
+  the camera, i.e. faces that fill a fair part of the frame (webcam, interview and selfie video); small faces in a
+  wide shot are missed;
+* *full range* (:class:`BlazeFaceFullNet`, ~514 k parameters): a 192x192 image, residual bottleneck blocks down to
+  6x6 and a top-down (feature-pyramid-like) path back to a 48x48 map with one anchor per cell, for faces within
+  about 5 m: it finds faces down to about 1/16 of the frame's width (``BlazeFaceDetector(model="full")``, preset
+  ``blazeface-full``), at about 2-3 times the short-range model's cost on a CPU.
 
-Post-processing follows MediaPipe's face-detection graph:
+The weights in ``emovid/weights/blazeface_short_range.safetensors`` and ``blazeface_full_range.safetensors`` are
+MediaPipe's ``face_detection_short_range.tflite`` / ``face_detection_full_range.tflite`` (float16 numbers,
+unchanged) rewritten into this module's layout by ``tools/convert_blazeface.py``; ``tests/test_blazeface.py``
+checks the ports against the TFLite interpreter's outputs (raw regressors and scores equal to 1e-4). Licence and
+model-card references: ``emovid/weights/LICENSE-blazeface.txt``.
 
-* 896 SSD anchors (strides 8, 16, 16, 16; 2 anchors per cell on the 16x16 grid, 6 on the 8x8 grid; centres at
-  cell centres, fixed unit size);
-* box and key-point decoding with scale 128, scores ``sigmoid(clip(logit, -100, 100))`` kept from 0.5 up;
+Post-processing follows MediaPipe's face-detection graphs:
+
+* SSD anchors with centres at cell centres and a fixed unit size: short range 896 (strides 8, 16, 16, 16; 2 anchors
+  per cell on the 16x16 grid, 6 on the 8x8 grid), full range 2304 (stride 4, one per cell of the 48x48 grid);
+* box and key-point decoding with scale 128 (short) or 192 (full), scores ``sigmoid(clip(logit, -100, 100))`` kept
+  from 0.5 (short) or 0.6 (full range: ``min_score_thresh`` of MediaPipe's full-range graph) up;
 * *weighted* non-maximum suppression (IoU 0.3): the boxes overlapping the best one are averaged, weighted by their
   scores, and the group keeps the best score.
 
-Frames are letterboxed to 128x128 (aspect ratio kept, black borders) and boxes and key points are mapped back to
-frame pixels. ``Face.landmarks`` holds the six key points as ``(x, y)`` pairs: right eye, left eye, nose tip, mouth
-centre, right ear tragion, left ear tragion (the subject's right and left). :meth:`BlazeFaceDetector.detect_batch`
-runs a list of frames through one forward pass on the model's device.
+Frames are letterboxed to the model's input (aspect ratio kept, black borders) and boxes and key points are mapped
+back to frame pixels. ``Face.landmarks`` holds the six key points as ``(x, y)`` pairs: right eye, left eye, nose
+tip, mouth centre, right ear tragion, left ear tragion (the subject's right and left).
+:meth:`BlazeFaceDetector.detect_batch` runs a list of frames through one forward pass on the model's device.
 """
 
 from __future__ import annotations
@@ -38,7 +46,10 @@ from emovid.errors import ConfigError, ModelError
 from emovid.faces.detect import Face, FaceDetector
 
 __all__ = [
+    "FULL_RANGE_BLOCKS",
+    "FULL_RANGE_FPN",
     "SHORT_RANGE_BLOCKS",
+    "BlazeFaceFullNet",
     "BlazeFaceDetector",
     "BlazeFaceNet",
     "decode",
@@ -48,6 +59,7 @@ __all__ = [
 ]
 
 WEIGHTS_FILE = "blazeface_short_range.safetensors"
+FULL_WEIGHTS_FILE = "blazeface_full_range.safetensors"
 
 #: ``(in_channels, out_channels, stride)`` of the short-range model's BlazeBlocks, in graph order.
 SHORT_RANGE_BLOCKS: tuple[tuple[int, int, int], ...] = (
@@ -75,14 +87,22 @@ _TAP_16 = 10
 
 class _BlazeBlock(nn.Module):
     """Depthwise 3x3 (stride 1 or 2, TFLite 'SAME' padding) + pointwise 1x1, a max-pool / zero-channel skip, then
-    ReLU (BlazeFace) or a per-channel PReLU (face mesh)."""
+    ReLU (BlazeFace) or a per-channel PReLU (face mesh).
 
-    def __init__(self, cin: int, cout: int, stride: int, prelu: bool = False) -> None:
+    With ``mid`` it is the full-range model's *bottleneck* block: depthwise 3x3 -> 1x1 to ``mid`` channels -> ReLU
+    -> depthwise 3x3 (``dw2``, stride 1) -> 1x1 to ``cout`` (``pw2``), then the same skip and activation.
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int, prelu: bool = False, mid: int | None = None) -> None:
         super().__init__()
         self.stride = stride
         self.extra = cout - cin
         self.dw = nn.Conv2d(cin, cin, 3, stride, padding=1 if stride == 1 else 0, groups=cin)
-        self.pw = nn.Conv2d(cin, cout, 1)
+        self.pw = nn.Conv2d(cin, mid or cout, 1)
+        if mid:
+            self.dw2 = nn.Conv2d(mid, mid, 3, 1, padding=1, groups=mid)
+            self.pw2 = nn.Conv2d(mid, cout, 1)
+        self.mid = mid
         self.act = nn.PReLU(cout) if prelu else nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -94,6 +114,8 @@ class _BlazeBlock(nn.Module):
             h = self.dw(x)
             skip = x
         h = self.pw(h)
+        if self.mid:
+            h = self.pw2(self.dw2(F.relu(h)))
         if self.extra:
             skip = F.pad(skip, (0, 0, 0, 0, 0, self.extra))
         return self.act(h + skip)
@@ -130,6 +152,86 @@ class BlazeFaceNet(nn.Module):
 
         reg = torch.cat([flat(self.reg_8(f8), 16), flat(self.reg_16(x), 16)], 1)
         cls = torch.cat([flat(self.cls_8(f8), 1), flat(self.cls_16(x), 1)], 1)
+        return reg, cls
+
+
+#: ``(in_channels, mid_channels, out_channels, stride)`` of the full-range model's bottleneck blocks, in graph order
+#: (backbone 96 -> 48 -> 24 -> 12 -> 6 px maps at 192 px input).
+FULL_RANGE_BLOCKS: tuple[tuple[int, int, int, int], ...] = (
+    (32, 8, 32, 1),
+    (32, 8, 32, 1),
+    (32, 12, 48, 2),
+    (48, 12, 48, 1),
+    (48, 16, 64, 1),
+    (64, 24, 96, 2),
+    (96, 32, 128, 1),
+    (128, 32, 128, 1),
+    (128, 36, 144, 2),
+    (144, 48, 192, 1),
+    (192, 64, 256, 1),
+    (256, 96, 384, 2),
+    (384, 96, 384, 1),
+    (384, 96, 384, 1),
+    (384, 96, 384, 1),
+)
+
+#: Backbone blocks whose outputs are the lateral inputs of the top-down path (48x48, 24x24, 12x12 maps).
+_FULL_TAPS = (4, 7, 10)
+
+#: The full-range top-down path, coarse to fine: ``(top_in, lateral_in, channels, mid_channels, n_blocks)`` per
+#: level. Each level adds ``relu(1x1(lateral))`` and the 2x bilinear upsampling of ``relu(1x1(top))``, then runs
+#: ``n_blocks`` bottleneck blocks ``(channels, mid, channels, 1)``.
+FULL_RANGE_FPN: tuple[tuple[int, int, int, int, int], ...] = (
+    (384, 256, 96, 48, 2),
+    (96, 128, 64, 32, 2),
+    (64, 64, 48, 24, 1),
+)
+
+
+class BlazeFaceFullNet(nn.Module):
+    """The full-range BlazeFace network (MediaPipe's ``face_detection_full_range.tflite``).
+
+    ``forward(x [B, 3, 192, 192], RGB scaled to [-1, 1])`` returns ``(regressors [B, 2304, 16], logits
+    [B, 2304, 1])``: one anchor per cell of the 48x48 (stride 4) map, row by row, as the TFLite outputs.
+
+    A 3x3 stride-2 stem, 15 bottleneck blocks (:data:`FULL_RANGE_BLOCKS`) down to 6x6, then a feature-pyramid-like
+    top-down path back to 48x48 (:data:`FULL_RANGE_FPN`). TFLite's ``RESIZE_BILINEAR`` there has
+    ``half_pixel_centers=True, align_corners=False``, which is ``F.interpolate(..., align_corners=False)``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 32, 3, 2, padding=0)
+        self.blocks = nn.ModuleList(_BlazeBlock(cin, cout, s, mid=mid) for cin, mid, cout, s in FULL_RANGE_BLOCKS)
+        # Module order = the graph's convolution order (top 1x1, lateral 1x1, two blocks, per level): the converter
+        # relies on it.
+        self.up = nn.ModuleList()
+        for top_in, lat_in, ch, mid, n in FULL_RANGE_FPN:
+            level = nn.Module()
+            level.top = nn.Conv2d(top_in, ch, 1)
+            level.lateral = nn.Conv2d(lat_in, ch, 1)
+            level.blocks = nn.ModuleList(_BlazeBlock(ch, ch, 1, mid=mid) for _ in range(n))
+            self.up.append(level)
+        self.cls = nn.Conv2d(48, 1, 1)
+        self.reg = nn.Conv2d(48, 16, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # TFLite 'SAME' for 192 px, kernel 3, stride 2: nothing before, 1 after.
+        x = F.relu(self.stem(F.pad(x, (0, 1, 0, 1))))
+        taps = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in _FULL_TAPS:
+                taps.append(x)
+        for level, lateral in zip(self.up, reversed(taps), strict=True):
+            lat = F.relu(level.lateral(lateral))
+            top = F.interpolate(F.relu(level.top(x)), size=lat.shape[-2:], mode="bilinear", align_corners=False)
+            x = lat + top
+            for block in level.blocks:
+                x = block(x)
+        b = x.shape[0]
+        reg = self.reg(x).permute(0, 2, 3, 1).reshape(b, -1, 16)
+        cls = self.cls(x).permute(0, 2, 3, 1).reshape(b, -1, 1)
         return reg, cls
 
 
@@ -252,49 +354,85 @@ def letterbox(rgb: np.ndarray, size: int = 128) -> tuple[np.ndarray, tuple[float
     return out, (float(ox), float(oy), nw / w, nh / h)
 
 
-def load_blazeface(device: str | torch.device = "cpu") -> BlazeFaceNet:
-    """The short-range network with the bundled weights, in eval mode on ``device``."""
+#: Per model: the network class, input size, anchors, weights file and MediaPipe's minimum score. Short range:
+#: ``face_detection_short_range_common.pbtxt`` (4 layers, strides 8/16/16/16, 2 anchors per layer, score 0.5); full
+#: range: ``face_detection_full_range_common.pbtxt`` (1 layer, stride 4, 1 anchor, ``min_score_thresh: 0.6``).
+_MODELS: dict[str, dict] = {
+    "short": {
+        "net": BlazeFaceNet,
+        "size": 128,
+        "anchors": {"strides": (8, 16, 16, 16), "anchors_per_layer": 2},
+        "weights": WEIGHTS_FILE,
+        "score": 0.5,
+    },
+    "full": {
+        "net": BlazeFaceFullNet,
+        "size": 192,
+        "anchors": {"strides": (4,), "anchors_per_layer": 1},
+        "weights": FULL_WEIGHTS_FILE,
+        "score": 0.6,
+    },
+}
+
+
+def load_blazeface(device: str | torch.device = "cpu", model: str = "short") -> nn.Module:
+    """The short- (``model="short"``) or full-range (``"full"``) network with the bundled weights, in eval mode on
+    ``device``."""
     from safetensors.torch import load_file
 
-    path = importlib.resources.files("emovid").joinpath("weights", WEIGHTS_FILE)
+    if model not in _MODELS:
+        raise ConfigError(f"unknown BlazeFace model {model!r}; choose one of {', '.join(_MODELS)}")
+    spec = _MODELS[model]
+    path = importlib.resources.files("emovid").joinpath("weights", spec["weights"])
     try:
         state = load_file(str(path))
     except Exception as e:  # missing or damaged file (safetensors raises its own error type)
         raise ModelError(f"cannot read the bundled BlazeFace weights ({e}); reinstall emovid", str(path)) from e
-    net = BlazeFaceNet()
+    net = spec["net"]()
     net.load_state_dict({k: v.float() for k, v in state.items()})
     return net.eval().to(device)
 
 
 @dataclass
 class BlazeFaceDetector(FaceDetector):
-    """Faces found by MediaPipe's short-range BlazeFace, run in PyTorch (see the module notes).
+    """Faces found by MediaPipe's BlazeFace, run in PyTorch (see the module notes).
 
     Args:
-        score_threshold: smallest face score kept (MediaPipe: 0.5).
+        model: ``"short"`` (128 px input, faces within ~2 m) or ``"full"`` (192 px input, 48x48 anchors: faces down
+            to ~1/20 of the frame's long side, within ~5 m).
+        score_threshold: smallest face score kept (default: MediaPipe's, 0.5 short range, 0.6 full range).
         iou_threshold: IoU above which boxes are merged by the weighted NMS (MediaPipe: 0.3).
         min_size_px: faces smaller than this (frame pixels) are dropped.
         device: where the network runs (``"cpu"``, ``"cuda"``, ...).
     """
 
-    score_threshold: float = 0.5
+    score_threshold: float | None = None
     iou_threshold: float = 0.3
     min_size_px: int = 0
     device: str = "cpu"
+    model: str = "short"
     name: str = "blazeface"
-    _net: BlazeFaceNet | None = field(default=None, init=False, repr=False)
+    _net: nn.Module | None = field(default=None, init=False, repr=False)
     _anchors: np.ndarray | None = field(default=None, init=False, repr=False)
+    _size: int = field(default=128, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.model not in _MODELS:
+            raise ConfigError(f"unknown BlazeFace model {self.model!r}; choose one of {', '.join(_MODELS)}")
+        spec = _MODELS[self.model]
+        if self.score_threshold is None:
+            self.score_threshold = spec["score"]
         if not 0.0 < self.score_threshold < 1.0:
             raise ConfigError(f"score_threshold must be in (0, 1), got {self.score_threshold}")
         if not 0.0 < self.iou_threshold < 1.0:
             raise ConfigError(f"iou_threshold must be in (0, 1), got {self.iou_threshold}")
-        self._net = load_blazeface(self.device)
-        self._anchors = ssd_anchors()
+        self._size = spec["size"]
+        self._net = load_blazeface(self.device, self.model)
+        self._anchors = ssd_anchors(self._size, **spec["anchors"])
 
     def raw(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Raw ``(regressors [B, 896, 16], logits [B, 896])`` for letterboxed ``uint8 [B, 128, 128, 3]`` images."""
+        """Raw ``(regressors [B, N, 16], logits [B, N])`` for letterboxed ``uint8 [B, S, S, 3]`` images (short range:
+        ``S = 128, N = 896``; full range: ``S = 192, N = 2304``)."""
         x = torch.from_numpy(np.ascontiguousarray(images, np.uint8))
         dev = next(self._net.parameters()).device
         with torch.inference_mode():
@@ -310,22 +448,23 @@ class BlazeFaceDetector(FaceDetector):
         """:meth:`detect` for several frames (of any sizes) in one forward pass."""
         if not frames:
             return []
-        boxed = [letterbox(f) for f in frames]
+        boxed = [letterbox(f, self._size) for f in frames]
         reg, logits = self.raw(np.stack([b[0] for b in boxed]))
         return [self._faces(reg[i], logits[i], boxed[i][1]) for i in range(len(frames))]
 
     def _faces(self, reg: np.ndarray, logits: np.ndarray, geom: tuple[float, float, float, float]) -> list[Face]:
-        boxes, scores, pts = decode(reg, logits, self._anchors)
+        size = float(self._size)
+        boxes, scores, pts = decode(reg, logits, self._anchors, scale=size)
         keep = scores >= self.score_threshold
         if not keep.any():
             return []
         ox, oy, sx, sy = geom
         faces = []
         for box, score, kp in weighted_nms(boxes[keep], scores[keep], pts[keep], self.iou_threshold):
-            x0, y0, x1, y1 = (box * 128.0 - (ox, oy, ox, oy)) / (sx, sy, sx, sy)
+            x0, y0, x1, y1 = (box * size - (ox, oy, ox, oy)) / (sx, sy, sx, sy)
             if max(x1 - x0, y1 - y0) < self.min_size_px:
                 continue
-            fk = (kp * 128.0 - (ox, oy)) / (sx, sy)
+            fk = (kp * size - (ox, oy)) / (sx, sy)
             marks = tuple(round(float(v), 2) for v in fk.reshape(-1))
             box_xywh = (float(x0), float(y0), float(x1 - x0), float(y1 - y0))
             faces.append(Face(box_xywh, round(float(score), 4), "blazeface", marks))

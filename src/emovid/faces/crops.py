@@ -24,7 +24,29 @@ import numpy as np
 from emovid.faces.detect import FaceDetector, create_detector
 from emovid.faces.track import IoUTracker, main_track
 
-__all__ = ["FaceCrops", "crop_square", "square_box", "video_face_crops"]
+__all__ = [
+    "ALIGN_DOWN",
+    "ALIGN_SIDE",
+    "HAAR_FRAMING",
+    "FaceCrops",
+    "align_crop",
+    "haar_framed",
+    "crop_square",
+    "eye_centres",
+    "square_box",
+    "video_face_crops",
+]
+
+#: Aligned-crop geometry in eye distances (see :func:`align_crop`): the side of the square that matches a BlazeFace
+#: box, and how far the box centre lies below the midpoint of the eyes. Medians over the upright faces of the
+#: real labelled set in ``tools/eval_expressions.py`` (faces detected by BlazeFace).
+ALIGN_SIDE = 2.35
+ALIGN_DOWN = 0.60
+#: How the Haar cascade frames a face compared with another detector's box: ``(Haar side / box side, Haar centre
+#: below the box centre in box sides)``. The ``fer`` and ``facex`` models were trained and are run on Haar boxes;
+#: :func:`haar_framed` gives them that framing from any detector. Medians over the 246 faces of the real labelled
+#: set both detectors found (``tools/eval_expressions.py``): BlazeFace's box is smaller and sits lower.
+HAAR_FRAMING: dict[str, tuple[float, float]] = {"blazeface": (1.12, -0.145)}
 
 
 def square_box(box: tuple[float, float, float, float], margin: float = 0.2, margin_px: int = 0) -> tuple[int, int, int]:
@@ -79,6 +101,99 @@ def crop_square(
     oh, ow = (size, size) if isinstance(size, int) else size
     interp = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA}[interpolation]
     return cv2.resize(np.ascontiguousarray(crop), (ow, oh), interpolation=interp)
+
+
+def haar_framed(box: tuple[float, float, float, float], kind: str | None) -> tuple[float, float, float, float]:
+    """``box`` (from the detector ``kind``) moved and scaled to frame the face as a Haar cascade box would."""
+    ratio, shift = HAAR_FRAMING.get(kind or "", (1.0, 0.0))
+    if ratio == 1.0 and shift == 0.0:
+        return tuple(box)
+    x, y, w, h = (float(v) for v in box)
+    side = max(w, h)
+    cx, cy = x + w / 2, y + h / 2 + shift * side
+    nw, nh = w * ratio, h * ratio
+    return cx - nw / 2, cy - nh / 2, nw, nh
+
+
+def eye_centres(landmarks) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """``((x, y) of the subject's right eye, (x, y) of the left eye)`` from a face's key points, or ``None``.
+
+    Takes the 5 or 6 detector key points (YuNet, BlazeFace: right eye first, then left eye) or the 468-point face
+    mesh (eye centres = mean of MediaPipe's eye-corner points 33/133 and 362/263), flat or as pairs.
+    """
+    if landmarks is None:
+        return None
+    pts = np.asarray(landmarks, np.float64)
+    if pts.ndim == 1:
+        if pts.size < 4:
+            return None
+        pts = pts.reshape(-1, 2)
+    if pts.shape[0] >= 468:
+        right, left = pts[[33, 133], :2].mean(0), pts[[362, 263], :2].mean(0)
+    elif pts.shape[0] >= 2:
+        right, left = pts[0, :2], pts[1, :2]
+    else:
+        return None
+    if not (np.isfinite(right).all() and np.isfinite(left).all()):
+        return None
+    return (float(right[0]), float(right[1])), (float(left[0]), float(left[1]))
+
+
+def align_crop(
+    image: np.ndarray,
+    eyes: tuple[tuple[float, float], tuple[float, float]],
+    size: int | tuple[int, int],
+    margin: float = 0.2,
+    margin_px: int = 0,
+    fill: float | tuple[float, ...] | None = None,
+    side: float = ALIGN_SIDE,
+    down: float = ALIGN_DOWN,
+) -> np.ndarray:
+    """A square face crop rotated so the eyes are level and scaled by the eye distance.
+
+    The square's side is ``side`` eye distances times ``1 + 2 * margin`` plus ``2 * margin_px`` (as
+    :func:`crop_square` grows a box), centred ``down`` eye distances below the eyes' midpoint along the face's own
+    vertical axis (defaults: BlazeFace's box, :data:`ALIGN_SIDE`, :data:`ALIGN_DOWN`). On an upright frontal face
+    it is the box crop; on a tilted head it is the same face turned upright, at a scale that does not follow the
+    detector's box jitter.
+
+    Args:
+        image: ``uint8 [H, W]`` or ``[H, W, C]``.
+        eyes: ``((x, y) right eye, (x, y) left eye)`` of the subject (:func:`eye_centres`).
+        size: output side (or ``(H, W)``).
+        margin, margin_px: context as in :func:`crop_square`.
+        fill: value outside the image; ``None`` = mean of the image's bottom two rows (as :func:`crop_square`).
+    """
+    import cv2
+
+    img = np.ascontiguousarray(image)
+    (rx, ry), (lx, ly) = eyes
+    dx, dy = lx - rx, ly - ry
+    dist = max(math.hypot(dx, dy), 1.0)
+    cos, sin = dx / dist, dy / dist
+    cx = (rx + lx) / 2 - sin * down * dist
+    cy = (ry + ly) / 2 + cos * down * dist
+    side = dist * side * (1 + 2 * margin) + 2 * margin_px
+    oh, ow = (size, size) if isinstance(size, int) else size
+    s = ow / side
+    if fill is None:
+        h = img.shape[0]
+        bottom = img[max(h - 2, 0) :].reshape(-1, *img.shape[2:]).astype(np.float64)
+        fill = np.round(bottom.mean(0)) if bottom.size else 0
+    if s < 1:  # shrink the face's neighbourhood by area averaging first: a warp alone would alias
+        half = side * 0.75  # covers the rotated square (half-diagonal 0.71 side)
+        region = crop_square(img, (cx - half, cy - half, 2 * half, 2 * half), None, margin=0.0, fill=fill)
+        x0, y0 = math.floor(cx - half + 1e-9), math.floor(cy - half + 1e-9)
+        target = max(int(round(region.shape[0] * s)), 1)
+        f = target / region.shape[0]
+        img = cv2.resize(region, (target, target), interpolation=cv2.INTER_AREA)
+        cx, cy, s = (cx - x0 + 0.5) * f - 0.5, (cy - y0 + 0.5) * f - 0.5, s / f  # cv2.resize's pixel centres
+    # dst = s * R(-theta) (src - c) + (ow / 2, oh / 2)
+    m = np.array([[s * cos, s * sin, 0.0], [-s * sin, s * cos, 0.0]])
+    m[:, 2] = (ow / 2, oh / 2) - m[:, :2] @ (cx, cy)
+    chans = img.shape[2] if img.ndim == 3 else 1
+    border = tuple(float(v) for v in np.broadcast_to(np.asarray(fill, np.float64).reshape(-1), (chans,)))
+    return cv2.warpAffine(img, m, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=border)
 
 
 @dataclass

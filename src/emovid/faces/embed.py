@@ -30,6 +30,7 @@ import numpy as np
 
 from emovid.engine import Input, Job
 from emovid.errors import ConfigError, InputNotFoundError, display_path
+from emovid.faces.detect import DEFAULT_DETECTOR
 
 __all__ = ["RECIPE_FILE", "FaceEmbedder", "embed_video", "embed_videos", "find_recipe", "find_videos"]
 
@@ -266,7 +267,7 @@ def embed_videos(
     pretrained: str | bool | None = True,
     num_crops: int = 30,
     margin: float = 0.2,
-    detector: str = "haar",
+    detector: str = DEFAULT_DETECTOR,
     batch_size: int = 32,
     device: str = "cpu",
     overwrite: bool = False,

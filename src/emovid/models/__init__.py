@@ -25,7 +25,7 @@ from emovid.models.registry import (
 )
 
 # One module per family; each registers its models on import.
-FAMILIES = ("x3d", "videomae", "resnet3d_gru", "emonext", "clip_vip", "fer", "facex")
+FAMILIES = ("x3d", "videomae", "resnet3d_gru", "emonext", "clip_vip", "fer", "facex", "hsemotion")
 _imported = False
 
 

@@ -141,6 +141,9 @@ _CFG = PretrainedCfg(
     license="MIT (facex 1.1.0 licence file, copyright holder left blank; credit: Hasby Fahrudin)",
     source="facex 1.1.0 (PyPI, github.com/hfahrudin/facex) facex/assets/model_optimized.tflite; weights not bundled, "
     "convert with tools/convert_facex_weights.py",
+    task="expression",
+    training_data="not stated by the facex package",
+    model_card="docs/models/facex.md",
 )
 
 

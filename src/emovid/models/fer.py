@@ -411,6 +411,10 @@ def _cfg(weights: dict[str, WeightSource] | None = None, default_tag: str | None
         default_tag=default_tag,
         license="MIT",
         source=_FER_SOURCE,
+        task="expression",
+        training_data="FER2013 (Goodfellow et al. 2013; 35,887 48x48 grey web faces, 7 classes), as trained by the "
+        "fer package's authors; FER2013 itself is distributed for research",
+        model_card="docs/models/fer.md",
     )
 
 

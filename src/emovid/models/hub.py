@@ -362,7 +362,8 @@ def load_pretrained(
 
     A model may define ``load_pretrained_dir(path) -> state_dict`` to read folders in its own way (e.g. a
     Hugging Face model folder whose ``config.json`` must be checked); otherwise folders are read with
-    :func:`state_dict_from_dir`.
+    :func:`state_dict_from_dir`. Likewise ``load_pretrained_file(path) -> state_dict`` for files (e.g. ONNX
+    weights); otherwise files are read with :func:`load_state_dict_file`.
     """
     name = getattr(model, "model_name", type(model).__name__)
     res = resolve(pretrained, cfg or getattr(model, "pretrained_cfg", None), name)
@@ -370,6 +371,8 @@ def load_pretrained(
         reader = getattr(model, "load_pretrained_dir", None)
         raw = reader(res.path) if reader is not None else state_dict_from_dir(res.path)
     else:
-        raw = load_state_dict_file(res.path)
+        # a model may read files in its own way too (e.g. hsemotion converts EmotiEffLib's .onnx files)
+        file_reader = getattr(model, "load_pretrained_file", None)
+        raw = file_reader(res.path) if file_reader is not None else load_state_dict_file(res.path)
     sd = filter_fn(raw, model) if filter_fn is not None else unwrap_state_dict(raw)
     return load_state_dict(model, sd, strict=strict, allow_size_mismatch=allow_size_mismatch, source=str(res.path))

@@ -66,6 +66,10 @@ class PretrainedCfg:
         default_tag: the tag used for ``pretrained=True``.
         license: licence of the architecture's code/weights as shipped here.
         source: paper / reference implementation.
+        task: what the pretrained head does, for filtering the zoo (``"expression"``: face-expression classifiers,
+            the ``--model`` choices of ``emovid analyze``); empty for backbones.
+        training_data: what the published weights were trained on, with its terms where they restrict use.
+        model_card: the model card's path in the repository (``docs/models/*.md``).
     """
 
     num_frames: int = 16
@@ -82,6 +86,9 @@ class PretrainedCfg:
     default_tag: str | None = None
     license: str = ""
     source: str = ""
+    task: str = ""
+    training_data: str = ""
+    model_card: str = ""
 
     def replace(self, **changes: Any) -> PretrainedCfg:
         return dataclasses.replace(self, **changes)

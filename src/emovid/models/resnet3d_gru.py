@@ -175,6 +175,14 @@ class ResNet3DStem(Backbone):
     def _sequence_dim(self) -> int:
         return self.frame_features
 
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """Parameter groups for layer-wise LR decay (:mod:`emovid.train.optim`): the 3D-conv front-end is the stem,
+        ``trunk.layer1``..``layer4`` the blocks, then the GRU (when there is one) as the last block."""
+        return {
+            "stem": r"^frontend3D\.",
+            "blocks": [(r"^trunk\.layer(\d+)\.", None), (r"^gru\.", 99)],
+        }
+
     def _init_weights(self) -> None:
         # The reference's init: conv weights ~ N(0, sqrt(2 / (prod(kernel) * out_channels))), BN = (1, 0).
         for m in self.modules():

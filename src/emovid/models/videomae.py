@@ -24,6 +24,13 @@ fine-tuning script (``run_class_finetuning.py`` builds the model with ``norm = I
 checkpoint non-strictly), that ``norm`` is dropped and ``fc_norm`` keeps its fresh init (weight 1, bias 0).
 A classifier in the checkpoint is used when the model was built with the same number of classes; otherwise
 (``num_classes=0`` or another count) the model keeps its own head — a new task gets a new head.
+
+Fine-tuning as the official recipe: ``drop_path_rate`` adds the stochastic depth ``transformers``' encoder lacks
+(:func:`add_drop_path`; state-dict keys unchanged); ``group_matcher()`` tells :mod:`emovid.train.optim` the stem
+(tubelet embedding) and the blocks for layer-wise LR decay. Positions are the fixed sin-cos table, generated for
+the ``num_frames`` / ``image_size`` the model is built with (``emovid train --num-frames / --input-size`` build it
+so): the official checkpoints hold no ``pos_embed`` (a plain tensor attribute there), so the fine-tuning script's
+interpolation never runs on them and its model, too, gets the table for its own size.
 """
 
 from __future__ import annotations
@@ -84,6 +91,9 @@ class VideoMAE(Backbone):
         layer_norm_eps: LayerNorm epsilon (1e-6 in the official code).
         attn_drop_rate: attention dropout.
         proj_drop_rate: dropout after the attention/MLP projections.
+        drop_path_rate: stochastic depth (Huang et al. 2016) of the last block; block ``i`` drops its attention and
+            MLP residual branches per sample with probability ``drop_path_rate * i / (depth - 1)``, as VideoMAE's
+            ``modeling_finetune.py`` (``--drop_path``, 0.1 in its fine-tuning) does.
     """
 
     def __init__(
@@ -101,6 +111,7 @@ class VideoMAE(Backbone):
         layer_norm_eps: float = 1e-6,
         attn_drop_rate: float = 0.0,
         proj_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
     ):
         super().__init__()
         from transformers import VideoMAEConfig, VideoMAEModel
@@ -125,6 +136,9 @@ class VideoMAE(Backbone):
             use_mean_pooling=True,
         )
         self.videomae = VideoMAEModel(self.config)
+        self.drop_path_rate = float(drop_path_rate)
+        if drop_path_rate > 0:
+            add_drop_path(self.videomae, drop_path_rate)
         self.num_features = hidden_size
         self.fc_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.init_head(num_classes, drop_rate)
@@ -135,6 +149,11 @@ class VideoMAE(Backbone):
     @property
     def num_frames(self) -> int:
         return self.config.num_frames
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """Parameter groups for layer-wise LR decay (timm's ``group_matcher``): the tubelet embedding is the stem,
+        each transformer layer a block; ``fc_norm`` and the head come last (:mod:`emovid.train.optim`)."""
+        return {"stem": r"^videomae\.embeddings\.", "blocks": [(r"^videomae\.encoder\.layer\.(\d+)\.", None)]}
 
     def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Final patch tokens ``[B, N, D]`` (``N = T/tubelet * H/patch * W/patch``) for ``x`` ``[B, 3, T, H, W]``."""
@@ -206,6 +225,51 @@ class VideoMAE(Backbone):
                     m.eps = float(eps)
         if "VideoMAEForVideoClassification" in archs:
             self.fc_norm.eps = 1e-5  # transformers builds that fc_norm with nn.LayerNorm's default eps
+
+
+def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Zero whole samples of a residual branch with probability ``p`` and scale the rest by ``1 / (1 - p)``."""
+    if p <= 0 or not training:
+        return x
+    keep = 1 - p
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+    return x * mask / keep
+
+
+class _AttnOutput(nn.Module):
+    """``VideoMAESelfOutput`` with stochastic depth on the attention branch (same parameters, same keys)."""
+
+    def __init__(self, inner: nn.Module, p: float):
+        super().__init__()
+        self.dense, self.dropout, self.drop_prob = inner.dense, inner.dropout, p
+
+    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+        return drop_path(self.dropout(self.dense(hidden_states)), self.drop_prob, self.training)
+
+
+class _MLPOutput(nn.Module):
+    """``VideoMAEOutput`` (MLP ``fc2`` + residual) with stochastic depth on the MLP branch."""
+
+    def __init__(self, inner: nn.Module, p: float):
+        super().__init__()
+        self.dense, self.dropout, self.drop_prob = inner.dense, inner.dropout, p
+
+    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+        return drop_path(self.dropout(self.dense(hidden_states)), self.drop_prob, self.training) + input_tensor
+
+
+def add_drop_path(model: nn.Module, rate: float) -> None:
+    """Stochastic depth in a ``transformers`` ``VideoMAEModel``, which has none: block ``i`` of ``L`` gets
+    ``rate * i / (L - 1)`` (``torch.linspace(0, rate, L)``, the official rule) on both residual branches.
+
+    In ``VideoMAELayer`` the attention residual is added after ``attention.output`` and the MLP residual inside
+    ``output``, so those two modules are swapped for ones that drop their branch; state-dict keys do not change.
+    """
+    layers = model.encoder.layer
+    rates = torch.linspace(0, rate, len(layers)).tolist()
+    for layer, p in zip(layers, rates, strict=True):
+        layer.attention.output = _AttnOutput(layer.attention.output, p)
+        layer.output = _MLPOutput(layer.output, p)
 
 
 def _split_official_key(k: str, v: torch.Tensor, out: dict) -> bool:
@@ -396,15 +460,15 @@ _SMALL_WEIGHTS = {
 
 
 @register_model(pretrained_cfg=_cfg(_SMALL_WEIGHTS, "k400_pretrain_official"), filter_fn=_filter_videomae)
-def videomae_small_patch16_224(num_classes: int = 0, num_frames: int = 16, **kw) -> VideoMAE:
+def videomae_small_patch16_224(num_classes: int = 0, num_frames: int = 16, image_size: int = 224, **kw) -> VideoMAE:
     """VideoMAE ViT-S/16 (384-d embedding, 12 blocks, 6 heads), 16-frame 224² clips."""
-    return VideoMAE(384, 12, 6, num_frames=num_frames, num_classes=num_classes, **kw)
+    return VideoMAE(384, 12, 6, num_frames=num_frames, image_size=image_size, num_classes=num_classes, **kw)
 
 
 @register_model(pretrained_cfg=_cfg(_BASE_WEIGHTS, "k400_pretrain"), filter_fn=_filter_videomae)
-def videomae_base_patch16_224(num_classes: int = 0, num_frames: int = 16, **kw) -> VideoMAE:
+def videomae_base_patch16_224(num_classes: int = 0, num_frames: int = 16, image_size: int = 224, **kw) -> VideoMAE:
     """VideoMAE ViT-B/16 (768-d embedding, 12 blocks, 12 heads), 16-frame 224² clips — the seed-004 backbone."""
-    return VideoMAE(768, 12, 12, num_frames=num_frames, num_classes=num_classes, **kw)
+    return VideoMAE(768, 12, 12, num_frames=num_frames, image_size=image_size, num_classes=num_classes, **kw)
 
 
 @register_model(
@@ -413,7 +477,6 @@ def videomae_base_patch16_224(num_classes: int = 0, num_frames: int = 16, **kw) 
     ),
     filter_fn=_filter_videomae,
 )
-def test_videomae(num_classes: int = 0, num_frames: int = 4, **kw) -> VideoMAE:
+def test_videomae(num_classes: int = 0, num_frames: int = 4, image_size: int = 32, **kw) -> VideoMAE:
     """Tiny VideoMAE for tests: 32-d, 2 blocks, 4 heads, 4-frame 32² clips (8 tokens)."""
-    kw.setdefault("image_size", 32)
-    return VideoMAE(32, 2, 4, num_frames=num_frames, num_classes=num_classes, **kw)
+    return VideoMAE(32, 2, 4, num_frames=num_frames, image_size=image_size, num_classes=num_classes, **kw)

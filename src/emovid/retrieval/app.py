@@ -4,7 +4,8 @@ Routes (OpenAPI schema at ``/openapi.json``, interactive docs at ``/docs``):
 
 * ``GET /`` — the page (search box, emotion filter chips, result cards, video player);
 * ``GET /api/info`` — index mode, encoder, size, emotion names;
-* ``GET /api/search?q=TEXT&k=10&emotion=anger&filter=joy&use_emotion=true`` — ranked results;
+* ``GET /api/search?q=TEXT&k=10&emotion=anger&filter=joy&use_emotion=true`` — ranked results, each with its
+  ``rank_with`` and ``rank_without`` the query's emotion term (the page shows both);
 * ``GET /api/videos/{id}/file`` — the video file (HTTP range requests supported, for seeking);
 * ``GET /api/videos/{id}/thumb`` — a JPEG of the video's middle frame.
 
@@ -74,6 +75,8 @@ def create_app(index: str | os.PathLike | Searcher, device: str = "cpu"):
         emotions: dict[str, float]
         dominant: list[str]
         emotion_source: str | None
+        rank_with: int | None = None  # rank with the query's emotion term (None: beyond the first 1000)
+        rank_without: int | None = None  # rank without it
         video_url: str
         thumb_url: str
 
@@ -120,7 +123,9 @@ def create_app(index: str | os.PathLike | Searcher, device: str = "cpu"):
                     [(name, f"at most {MAX_EMOTION_TERMS} emotion terms of at most {MAX_EMOTION_CHARS} characters")]
                 )
         try:
-            res = searcher.search(q, k=k, emotions=emotion, filter_emotions=filter, use_emotion=use_emotion)
+            res = searcher.search(
+                q, k=k, emotions=emotion, filter_emotions=filter, use_emotion=use_emotion, other_rank=True
+            )
         except EmovidError as e:
             raise HTTPException(status_code=400, detail=e.message) from e
         hits = [

@@ -146,22 +146,35 @@ class FrameEmotionReader:
         self._analyze = None
         try:
             from emovid.analyze import AnalyzeOptions, EmotionClassifier, analyze_file
+            from emovid.faces.detect import create_detector
         except ImportError:  # a build without the analyze pipeline
             self.source = "fer_mini_xception on whole frames (emovid analyze not installed)"
         else:
-            self._analyze = (analyze_file, EmotionClassifier, AnalyzeOptions)
+            self._analyze = (analyze_file, EmotionClassifier, AnalyzeOptions, create_detector)
             self.source = "emovid analyze (face detection + fer_mini_xception), else whole frames"
+        # Built on first use and kept for every later video of this reader (one per run, or per worker process):
+        # the Haar detector re-parses its cascade files when created, which costs more than detecting in a video.
         self._classifier = None
+        self._detector = None
+        self._options = None
         self.last_damage: dict | None = None  # damage record of the video read by the latest call
+
+    def __getstate__(self) -> dict:
+        # OpenCV cascades do not pickle: a spawned worker builds its own detector on its first video.
+        return {**self.__dict__, "_detector": None}
 
     def __call__(self, path: Path) -> tuple[list[float], str]:
         self.last_damage = None
         if self._analyze is not None:
-            analyze_file, classifier_cls, options_cls = self._analyze
+            analyze_file, classifier_cls, options_cls, create_detector = self._analyze
             if self._classifier is None:
                 self._classifier = classifier_cls("fer_mini_xception", device=self.device)
-            opts = options_cls(fps=self.fps, progress=False)
-            result = analyze_file(path, self._classifier, opts).result
+            if self._options is None:
+                self._options = options_cls(fps=self.fps, progress=False)
+            opts = self._options
+            if self._detector is None:
+                self._detector = create_detector(opts.detector, redetect_every=opts.redetect_every)
+            result = analyze_file(path, self._classifier, opts, detector=self._detector).result
             self.last_damage = result.get("damaged")
             summary = result["summary"]
             mean = summary.get("emotions_mean") or {}

@@ -11,17 +11,27 @@ import numpy as np
 from emovid.errors import ConfigError
 
 
-def embed_records(model, records: list, loader, batch_size: int = 16) -> np.ndarray:
-    """Unit video embeddings ``[N, D]`` of the records' videos (one clip each, as in validation)."""
+def embed_records(model, records: list, loader, batch_size: int = 16, both: bool = False):
+    """Unit video embeddings ``[N, D]`` of the records' videos (one clip each, as in validation).
+
+    ``both=True`` returns ``(with, without)`` the video-emotion term (the same array twice for models without one).
+    """
     import torch
 
     dev = next(model.parameters()).device
-    out = []
+    out, out0 = [], []
+    video_term = getattr(model.head, "video_emotion", "none") != "none"
     for i in range(0, len(records), batch_size):
         clips = torch.stack([loader(r)[0] for r in records[i : i + batch_size]]).to(dev)
         with torch.inference_mode():
-            out.append(model.encode_video(clips).float().cpu().numpy())
-    return np.concatenate(out)
+            f = model.features(clips)
+            out.append(model.head(f).float().cpu().numpy())
+            if video_term:
+                out0.append(model.head(f, use_emotion=False).float().cpu().numpy())
+    video = np.concatenate(out)
+    if not both:
+        return video
+    return video, (np.concatenate(out0) if video_term else video)
 
 
 def evaluate_checkpoint(
@@ -63,14 +73,14 @@ def evaluate_checkpoint(
     pc = model.feature_extractor.pretrained_cfg
     sampler = parse_sampler(cfg.eval_sampler or f"center:{pc.num_frames}x{pc.frame_stride}")
     loader = ClipLoader(sampler, create_transform(pc, train=False), pc.short_side or min(pc.input_size))
-    video = embed_records(model, records, loader, batch_size)
+    video, video_noemo = embed_records(model, records, loader, batch_size, both=True)
     texts = [r.caption for r in records]
     emo = np.array([[float(x > 0) for x in (r.plutchik or (0,) * 8)] for r in records], np.float32)
     t_with = model.encode_texts(texts, emo)
     t_without = model.encode_texts(texts, None)
     ids = [str(r.video_id) for r in records]
     metrics = retrieval_metrics(t_with, video, ids)
-    metrics.update(retrieval_metrics(t_without, video, ids, suffix="_noemo"))
+    metrics.update(retrieval_metrics(t_without, video_noemo, ids, suffix="_noemo"))
     first = {v: i for i, v in reversed(list(enumerate(ids)))}
     rows = sorted(first.values())
     shift = emotion_ranking_shift(
@@ -87,6 +97,7 @@ def evaluate_checkpoint(
         "videos": len(rows),
         "chance_r1": 1.0 / len(rows),
         "emotion_mode": model.head.text.emotion_mode,
+        "video_emotion": model.head.video_emotion,
         "metrics": metrics,
         "emotion_shift_query": query,
         "emotion_shift": shift,

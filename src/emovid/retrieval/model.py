@@ -10,7 +10,19 @@ The text side is ``transformers``' ``CLIPTextModelWithProjection`` (state-dict k
 * ``emotion="add"`` (the seed): it is added to every position, ``embeddings = token + position + emotion``;
 * ``emotion="concat"`` (the seed's "future work"): ``[token + position, emotion]`` goes through a linear layer
   ``2D -> D`` that starts as ``[I, 0]`` (so an untrained layer leaves a loaded CLIP unchanged);
+* ``emotion="xattn"`` (the seed's second future-work item, after Zhang et al., TCSVT 2023): a separate emotion
+  encoder (:class:`EmotionEncoder`: the caption's selected emotion rows plus an always-present "no emotion" token,
+  through one transformer layer) and cross-attention (:class:`CrossAttentionFusion`): the emotion tokens attend to
+  the text tokens, then the pooled text state attends to the emotion tokens; the video embedding does the same with
+  the bank of all eight emotion tokens (:class:`RetrievalHead`). The attention outputs start at zero, so an
+  untrained fusion leaves a loaded CLIP unchanged;
 * ``emotion="none"``: no emotion term.
+
+Emotion read from the video itself (the seed's third item): ``video_emotion="head"`` gives
+:class:`RetrievalHead` a linear head predicting the 8 Plutchik emotions from the video features (trained against
+the captions' binarised emotions) and a video emotion table ``nn.Embedding(8, D)``; the video embedding becomes
+``video_proj(f) + sum_k p_k V_k / (sum_k p_k + 1e-8)`` with ``p`` the head's sigmoid outputs, or per-video
+emotion scores given from outside (``emovid analyze``'s emotions mapped to Plutchik). The table starts at zero.
 
 Then CLIP's causal transformer, ``final_layer_norm``, the hidden state of the last real token (CLIP's end-of-text;
 with right padding it is ``attention_mask.sum() - 1``) and ``text_projection``.
@@ -36,7 +48,8 @@ from emovid.data.readers.captions import PLUTCHIK_EMOTIONS
 from emovid.errors import ConfigError, WeightsUnavailableError
 
 NUM_EMOTIONS = len(PLUTCHIK_EMOTIONS)
-EMOTION_MODES = ("add", "concat", "none")
+EMOTION_MODES = ("add", "concat", "xattn", "none")
+VIDEO_EMOTION_MODES = ("none", "head")
 
 #: ``CLIPTextConfig`` of the tiny text tower used with ``test_clip_vip`` (fast tests).
 TINY_TEXT_CONFIG: dict[str, Any] = dict(
@@ -88,12 +101,74 @@ class EmotionEmbedding(nn.Module):
         return (all_embeds * m).sum(1) / (m.sum(1) + 1e-8)
 
 
+def _heads(dim: int) -> int:
+    """Attention heads for a width: the most of 8, 4, 2 that divide it with at least 4 channels each, else 1."""
+    return next((h for h in (8, 4, 2) if dim % h == 0 and dim // h >= 4), 1)
+
+
+class EmotionEncoder(nn.Module):
+    """The separate emotion encoder of ``emotion="xattn"``: emotion tokens through one transformer layer.
+
+    Tokens are the 8 emotion rows and a "no emotion" row (always present, so an all-zero emotion vector still has
+    something to attend to). ``forward(emotions)`` returns ``[B, 9, D]`` tokens and a ``[B, 9]`` padding mask
+    (True = left out: the emotions the caption does not have); ``emotions=None`` gives the bank of all nine.
+    """
+
+    def __init__(self, dim: int, num_emotions: int = NUM_EMOTIONS):
+        super().__init__()
+        self.num_emotions = num_emotions
+        self.embedding = nn.Embedding(num_emotions + 1, dim)
+        self.layer = nn.TransformerEncoderLayer(
+            dim, _heads(dim), 2 * dim, dropout=0.0, batch_first=True, norm_first=True
+        )
+
+    def forward(self, emotions: torch.Tensor | None = None, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        w = self.embedding.weight
+        if emotions is None:
+            keep = torch.ones(batch, self.num_emotions + 1, dtype=torch.bool, device=w.device)
+        else:
+            m = binarize_emotions(emotions).to(w.device) > 0
+            keep = torch.cat([m, torch.ones(m.shape[0], 1, dtype=torch.bool, device=w.device)], 1)
+        pad = ~keep
+        tokens = self.layer(w.unsqueeze(0).expand(keep.shape[0], -1, -1), src_key_padding_mask=pad)
+        return tokens, pad
+
+
+class CrossAttentionFusion(nn.Module):
+    """Emotion tokens attend to a modality's tokens, then the modality's pooled state attends to them.
+
+    ``forward(tokens [B, L, Dx], pad [B, L] or None, pooled [B, Dx], emo [B, K, De], emo_pad [B, K])`` returns
+    ``pooled + attention`` ``[B, Dx]``; the output projections start at zero (the identity at initialisation).
+    """
+
+    def __init__(self, dim: int, emotion_dim: int):
+        super().__init__()
+        self.norm_e = nn.LayerNorm(emotion_dim)
+        self.emotion_from_x = nn.MultiheadAttention(
+            emotion_dim, _heads(emotion_dim), kdim=dim, vdim=dim, batch_first=True
+        )
+        self.norm_x = nn.LayerNorm(dim)
+        self.x_from_emotion = nn.MultiheadAttention(
+            dim, _heads(dim), kdim=emotion_dim, vdim=emotion_dim, batch_first=True
+        )
+        with torch.no_grad():
+            for att in (self.emotion_from_x, self.x_from_emotion):
+                att.out_proj.weight.zero_()
+                att.out_proj.bias.zero_()
+
+    def forward(self, tokens, pad, pooled, emo, emo_pad) -> torch.Tensor:
+        e = emo + self.emotion_from_x(self.norm_e(emo), tokens, tokens, key_padding_mask=pad, need_weights=False)[0]
+        q = self.norm_x(pooled).unsqueeze(1)
+        out = self.x_from_emotion(q, e, e, key_padding_mask=emo_pad, need_weights=False)[0][:, 0]
+        return pooled + out
+
+
 class EmotionTextEncoder(nn.Module):
     """CLIP text transformer + projection with the seed's emotion embedding.
 
     Args:
         text_config: ``CLIPTextConfig`` fields (``projection_dim`` included); defaults are CLIP ViT-B's.
-        emotion: ``add`` (seed 002), ``concat`` (the seed's future-work variant) or ``none``.
+        emotion: ``add`` (seed 002), ``concat`` / ``xattn`` (the seed's future-work variants) or ``none``.
     """
 
     def __init__(self, text_config: dict[str, Any] | None = None, emotion: str = "add"):
@@ -106,7 +181,10 @@ class EmotionTextEncoder(nn.Module):
         self.clip = CLIPTextModelWithProjection(self.config)
         d = self.config.hidden_size
         self.emotion_mode = emotion
-        self.emotion_embedding = EmotionEmbedding(d) if emotion != "none" else None
+        self.emotion_embedding = EmotionEmbedding(d) if emotion in ("add", "concat") else None
+        if emotion == "xattn":
+            self.emotion_encoder = EmotionEncoder(d)
+            self.emotion_fusion = CrossAttentionFusion(d, d)
         if emotion == "concat":
             self.emotion_fc = nn.Linear(2 * d, d)
             with torch.no_grad():
@@ -152,6 +230,13 @@ class EmotionTextEncoder(nn.Module):
         h = tm.final_layer_norm(h)
         last = (attention_mask.sum(-1).clamp(min=1) - 1).long()
         pooled = h[torch.arange(h.shape[0], device=h.device), last]
+        if self.emotion_mode == "xattn":
+            if emotions is None:
+                emotions = torch.zeros(h.shape[0], NUM_EMOTIONS, device=h.device)
+            emo, emo_pad = self.emotion_encoder(emotions)
+            # keys: the tokens up to the end token (causal states: later positions are padding)
+            pad = torch.arange(length, device=h.device)[None] > last[:, None]
+            pooled = self.emotion_fusion(h, pad, pooled, emo, emo_pad)
         return self.clip.text_projection(pooled)
 
     def load_clip_weights(self, source: str) -> None:
@@ -171,20 +256,63 @@ class RetrievalHead(nn.Module):
     encoder's space when their sizes differ (identity otherwise, as for CLIP-ViP + CLIP text); ``logit_scale`` is
     CLIP's learnable log inverse temperature (initialised to ``log(1 / 0.07)``, clamped to 100 when used).
     ``forward(video_features)`` returns L2-normalised video embeddings.
+
+    With ``text.emotion_mode == "xattn"`` the projected video embedding cross-attends with the text encoder's bank
+    of emotion tokens (``video_fusion``). With ``video_emotion="head"`` the video's own emotions (predicted by
+    ``video_emotion_head``, or given) add a term from ``video_emotion_embedding`` (see the module docstring).
     """
 
-    def __init__(self, num_features: int, text: EmotionTextEncoder, init_temperature: float = 0.07):
+    def __init__(
+        self,
+        num_features: int,
+        text: EmotionTextEncoder,
+        init_temperature: float = 0.07,
+        video_emotion: str = "none",
+    ):
         super().__init__()
+        if video_emotion not in VIDEO_EMOTION_MODES:
+            raise ConfigError(
+                f"unknown video_emotion {video_emotion!r}; choose one of {', '.join(VIDEO_EMOTION_MODES)}"
+            )
         self.text = text
         out = text.output_dim
         self.video_proj = nn.Identity() if num_features == out else nn.Linear(num_features, out, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
+        if text.emotion_mode == "xattn":
+            self.video_fusion = CrossAttentionFusion(out, text.config.hidden_size)
+        self.video_emotion = video_emotion
+        if video_emotion == "head":
+            self.video_emotion_head = nn.Linear(num_features, NUM_EMOTIONS)
+            self.video_emotion_embedding = nn.Embedding(NUM_EMOTIONS, out)
+            nn.init.zeros_(self.video_emotion_embedding.weight)
 
     def scale(self) -> torch.Tensor:
         return self.logit_scale.exp().clamp(max=100.0)
 
-    def forward(self, video_features: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.video_proj(video_features), dim=-1)
+    def video_emotion_logits(self, video_features: torch.Tensor) -> torch.Tensor:
+        """``[B, 8]`` logits of the video's Plutchik emotions (``video_emotion="head"`` only)."""
+        return self.video_emotion_head(video_features)
+
+    def forward(
+        self, video_features: torch.Tensor, emotions: torch.Tensor | None = None, use_emotion: bool = True
+    ) -> torch.Tensor:
+        """Unit video embeddings.
+
+        Args:
+            emotions: ``[B, 8]`` per-video emotion scores in [0, 1] to use instead of the head's predictions.
+            use_emotion: ``False`` leaves out the video-emotion term (``video_emotion="head"``).
+        """
+        v = self.video_proj(video_features)
+        if self.text.emotion_mode == "xattn":
+            bank, bank_pad = self.text.emotion_encoder(None, batch=v.shape[0])
+            v = self.video_fusion(v.unsqueeze(1), None, v, bank, bank_pad)
+        if self.video_emotion == "head" and use_emotion:
+            if emotions is None:
+                p = torch.sigmoid(self.video_emotion_logits(video_features))
+            else:
+                p = torch.as_tensor(emotions, dtype=v.dtype, device=v.device).clamp(0, 1)
+            v = v + p @ self.video_emotion_embedding.weight / (p.sum(-1, keepdim=True) + 1e-8)
+        return F.normalize(v, dim=-1)
 
     def encode_text(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, emotions: torch.Tensor | None = None

@@ -24,6 +24,69 @@ from emovid.errors import ConfigError
 from emovid.retrieval.index import VideoIndex
 
 MAX_QUERY_CHARS = 500
+#: Ranks beyond this many videos are not computed for the "rank with / without the emotion term" of a hit.
+RANK_WINDOW = 1000
+MAX_QUERIES = 10_000
+
+
+def read_queries(path: str | os.PathLike) -> list[tuple[str, list[str]]]:
+    """Queries for ``emovid search --compare --queries FILE``.
+
+    A text file, one query per line (blank lines and ``#`` comments skipped), optionally ``QUERY | EMOTION[,...]``
+    to give its emotion term; or a JSON list of strings or ``{"query": TEXT, "emotions": [NAME, ...]}`` objects.
+
+    Raises:
+        LabelFormatError: a malformed line or entry (the message names the file and line / index).
+    """
+    import json
+
+    from emovid.errors import LabelFormatError
+    from emovid.utils.paths import check_regular_file
+
+    p = check_regular_file(path, "query file")
+    try:
+        with open(p, encoding="utf-8-sig") as f:
+            text = f.read(4 * MAX_QUERY_CHARS * MAX_QUERIES)
+    except UnicodeDecodeError as e:
+        raise LabelFormatError("not valid UTF-8; re-save the file as UTF-8", p) from e
+    out: list[tuple[str, list[str]]] = []
+
+    def add(q, emo, where):
+        if not isinstance(q, str) or not q.strip():
+            raise LabelFormatError("expected a query text", p, where)
+        if len(q.strip()) > MAX_QUERY_CHARS:
+            raise LabelFormatError(f"query too long ({len(q.strip())} characters; at most {MAX_QUERY_CHARS})", p, where)
+        try:
+            out.append((q.strip(), check_emotions(emo)))
+        except ConfigError as e:
+            raise LabelFormatError(str(e), p, where) from e
+        if len(out) > MAX_QUERIES:
+            raise LabelFormatError(f"more than {MAX_QUERIES} queries", p, where)
+
+    if str(p).lower().endswith(".json"):
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as e:
+            raise LabelFormatError(f"invalid JSON ({str(e)[:80]})", p, getattr(e, "lineno", None)) from e
+        if not isinstance(data, list):
+            raise LabelFormatError('expected a JSON list of queries or {"query", "emotions"} objects', p)
+        for i, item in enumerate(data):
+            if isinstance(item, dict):
+                emo = item.get("emotions", [])
+                if not isinstance(emo, list) or not all(isinstance(e, str) for e in emo):
+                    raise LabelFormatError("emotions: expected a list of emotion names", p, f"[{i}]")
+                add(item.get("query"), emo, f"[{i}]")
+            else:
+                add(item, [], f"[{i}]")
+    else:
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            q, _, emo = line.partition("|")
+            add(q, [e.strip() for e in emo.split(",") if e.strip()], n)
+    if not out:
+        raise LabelFormatError("no queries in the file", p)
+    return out
 
 
 def dominant_emotions(row: dict[str, Any], ratio: float = 0.5) -> list[str]:
@@ -80,9 +143,9 @@ class Searcher:
         self.device = device
         enc = self.index.info["encoder"]
         if self.mode == "zero-shot":
-            from emovid.retrieval.text import emotion_prompt_matrix, get_minilm
+            from emovid.retrieval.text import emotion_prompt_matrix, get_query_encoder
 
-            self._text = get_minilm(device)
+            self._text = get_query_encoder(device)  # no torch / transformers import: `emovid search` starts fast
             self._prompts = emotion_prompt_matrix(device)
             self._weight = float(enc.get("emotion_weight", 1.0))
         elif self.mode == "model":
@@ -129,6 +192,7 @@ class Searcher:
         emotions: Sequence[str] | None = None,
         filter_emotions: Sequence[str] | None = None,
         use_emotion: bool = True,
+        other_rank: bool = False,
     ) -> SearchResult:
         """Top-``k`` videos for ``text``.
 
@@ -136,6 +200,8 @@ class Searcher:
             emotions: the query's emotion term (default: emotions named in the text).
             filter_emotions: keep only videos whose dominant emotions include one of these.
             use_emotion: ``False`` drops the emotion term.
+            other_rank: also give each hit ``rank_with`` and ``rank_without``: its rank (among the videos the
+                filter keeps) with and without the emotion term. Ranks past :data:`RANK_WINDOW` are ``None``.
         """
         text = check_query(text)
         if not 1 <= int(k) <= 1000:
@@ -166,7 +232,67 @@ class Searcher:
                     "emotion_source": row.get("emotion_source"),
                 }
             )
+        if other_rank:
+            # the other ranking: without the term when it is on; with it when it was switched off
+            off_terms = self.query_emotions(text, emotions)[0] if not use_emotion else []
+            if emo or off_terms:
+                other = self._window_ranks(self.encode(text, [] if emo else off_terms), keep)
+                for h in hits:
+                    h["rank_with"], h["rank_without"] = (
+                        (h["rank"], other.get(h["id"])) if emo else (other.get(h["id"]), h["rank"])
+                    )
+            else:  # no emotion term either way: one ranking
+                for h in hits:
+                    h["rank_with"] = h["rank_without"] = h["rank"]
         return SearchResult(text, self.mode, emo, source, hits)
+
+    def _window_ranks(self, q: np.ndarray, keep=None) -> dict[int, int]:
+        """``{video id: rank}`` of the first :data:`RANK_WINDOW` videos for query vector ``q``."""
+        scores, ids = self.index.search(q[None], min(RANK_WINDOW, len(self.index)), keep)
+        return {int(i): r for r, i in enumerate(ids[0], 1) if i >= 0}
+
+    def compare_queries(self, queries: Sequence[tuple[str, Sequence[str]]], k: int = 10) -> list[dict[str, Any]]:
+        """For each ``(query, emotions)``: how the emotion term ranks the videos carrying those emotions.
+
+        The relevant videos of a query are those whose dominant emotions (:func:`dominant_emotions`) include one
+        of its emotions (given, else named by its words). Each row: ``query``, ``emotions``, ``videos_with_emotion``,
+        ``p_at_k_with_term`` / ``p_at_k_without_term`` (share of the top ``k`` that are relevant),
+        ``mean_rank_with_term`` / ``mean_rank_without_term`` (mean rank of the relevant videos over the whole
+        index, 1 = first) and ``mean_rank_change`` = without - with (> 0: the term moved them up).
+
+        Raises:
+            ConfigError: a query names no emotion and gives none.
+        """
+        vecs = np.asarray(self.index.vectors())
+        labels = [set(dominant_emotions(m)) for m in self.index.meta]
+        rows = []
+        for text, given in queries:
+            text = check_query(text)
+            emo, source = self.query_emotions(text, given)
+            if not emo:
+                raise ConfigError(
+                    f"the query {text!r} names no emotion; add one after a '|' ({', '.join(PLUTCHIK_EMOTIONS)})"
+                )
+            rank_with = _ranks(vecs @ self.encode(text, emo))
+            rank_without = _ranks(vecs @ self.encode(text, []))
+            rel = np.array([bool(lab & set(emo)) for lab in labels])
+            mw = float(rank_with[rel].mean()) if rel.any() else None
+            mo = float(rank_without[rel].mean()) if rel.any() else None
+            rows.append(
+                {
+                    "query": text,
+                    "emotions": emo,
+                    "emotion_source": source,
+                    "videos_with_emotion": int(rel.sum()),
+                    "p_at_k_with_term": _precision(rank_with, rel, k),
+                    "p_at_k_without_term": _precision(rank_without, rel, k),
+                    "mean_rank_with_term": mw,
+                    "mean_rank_without_term": mo,
+                    "mean_rank_change": None if mw is None else mo - mw,
+                    "k": k,
+                }
+            )
+        return rows
 
     def compare(self, text: str, k: int = 10, emotions: Sequence[str] | None = None) -> dict[str, Any]:
         """The ranking of ``text`` with and without its emotion term, over the whole index.

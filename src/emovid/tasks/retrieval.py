@@ -19,7 +19,12 @@ rsum.
 
 Task options (``extra:`` in a ``--config`` recipe):
 
-* ``emotion``: ``add`` (the seed, default) | ``concat`` (the seed's future-work variant) | ``none``;
+* ``emotion``: ``add`` (the seed, default) | ``concat`` | ``xattn`` (the seed's future-work variants: an
+  emotion-conditioned linear layer; a separate emotion encoder cross-attending with text and video) | ``none``;
+* ``video_emotion``: ``none`` (default) | ``head``: emotion read from the video itself — a head on the video
+  features predicts the 8 Plutchik emotions (binary cross-entropy against the caption's binarised emotions, weight
+  ``video_emotion_weight``, default 1) and their embedding is added to the video embedding. Validation's
+  ``*_noemo`` metrics then leave out both emotion terms (caption and video);
 * ``text_model``: ``tiny`` (default for ``test_*`` backbones) | ``clip-b`` (CLIP ViT-B's text tower, default
   otherwise) | a dict of ``CLIPTextConfig`` fields;
 * ``text_weights``: a Hugging Face CLIP folder or a CLIP-ViP ``.pt`` whose text tower is loaded at the start of
@@ -108,8 +113,11 @@ class RetrievalModel(TaskModel):
     tokenizer: Any = None
     max_text_len: int = 32
 
-    def encode_video(self, x: torch.Tensor, cached: bool = False) -> torch.Tensor:
-        return self.head(self.features(x, cached))
+    def encode_video(
+        self, x: torch.Tensor, cached: bool = False, emotions: torch.Tensor | None = None, use_emotion: bool = True
+    ) -> torch.Tensor:
+        """Unit video embeddings; ``emotions``/``use_emotion``: the video-emotion term (``video_emotion="head"``)."""
+        return self.head(self.features(x, cached), emotions=emotions, use_emotion=use_emotion)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return self.tokenizer(texts, self.max_text_len)
@@ -133,10 +141,22 @@ class RetrievalTask(Task):
     def __init__(self, cfg):
         super().__init__(cfg)
         known = {"emotion", "text_model", "text_weights", "tokenizer", "max_text_len", "emotion_word_dropout"}
+        known |= {"video_emotion", "video_emotion_weight"}
         unknown = sorted(set(cfg.extra) - known)
         if unknown:
             raise ConfigError(f"retrieval: unknown option(s) {', '.join(unknown)} in extra; known: {sorted(known)}")
+        from emovid.retrieval.model import EMOTION_MODES, VIDEO_EMOTION_MODES
+
         self.emotion = str(cfg.extra.get("emotion", "add"))
+        self.video_emotion = str(cfg.extra.get("video_emotion", "none"))
+        for key, value, modes in (("emotion", self.emotion, EMOTION_MODES),
+                                  ("video_emotion", self.video_emotion, VIDEO_EMOTION_MODES)):  # fmt: skip
+            if value not in modes:
+                raise ConfigError(f"retrieval: {key} must be one of {', '.join(modes)}, not {value!r}")
+        try:
+            self.video_emotion_weight = float(cfg.extra.get("video_emotion_weight", 1.0))
+        except (TypeError, ValueError) as e:
+            raise ConfigError("retrieval: video_emotion_weight must be a number") from e
         self.word_dropout = float(cfg.extra.get("emotion_word_dropout", 0.0))
         if not 0.0 <= self.word_dropout <= 1.0:
             raise ConfigError(f"retrieval: emotion_word_dropout must be in [0, 1], got {self.word_dropout}")
@@ -240,35 +260,43 @@ class RetrievalTask(Task):
         weights = self.cfg.extra.get("text_weights")
         if weights and self._loaded:  # a new run starts from them; a rebuilt checkpoint loads its own weights
             text.load_clip_weights(str(weights))
-        model = RetrievalModel(backbone, RetrievalHead(int(backbone.num_features), text))
+        head = RetrievalHead(int(backbone.num_features), text, video_emotion=self.video_emotion)
+        model = RetrievalModel(backbone, head)
         model.tokenizer = self._tokenizer
         model.max_text_len = self._max_len
         return model
 
     # ---- steps --------------------------------------------------------------------------------------------------
 
-    def _embed(self, model: RetrievalModel, batch: dict, cached: bool, emotions: bool = True):
+    def _embed(self, model: RetrievalModel, batch: dict, cached: bool):
         t = batch["targets"]
-        v = model.encode_video(batch["video"], cached)
-        emo = t["emotions"].float() if emotions else torch.zeros_like(t["emotions"], dtype=torch.float32)
-        return v, model.head.encode_text(t["input_ids"], t["attention_mask"], emo)
+        f = model.features(batch["video"], cached)
+        v = model.head(f)
+        return f, v, model.head.encode_text(t["input_ids"], t["attention_mask"], t["emotions"].float())
 
     def training_loss(self, model, batch, cached):
-        v, t = self._embed(model, batch, cached)
+        f, v, t = self._embed(model, batch, cached)
         # Two captions of one video in a batch are not each other's negatives: masked in the loss.
         _, groups = np.unique(np.asarray(batch["meta"]["video_id"]), return_inverse=True)
-        return info_nce(v, t, model.head.scale(), groups=torch.from_numpy(groups.reshape(-1)))
+        loss = info_nce(v, t, model.head.scale(), groups=torch.from_numpy(groups.reshape(-1)))
+        if model.head.video_emotion == "head" and self.video_emotion_weight > 0:
+            target = batch["targets"]["emotions"].float()
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(model.head.video_emotion_logits(f), target)
+            loss = loss + self.video_emotion_weight * bce
+        return loss
 
     def predict(self, model, batch, cached):
-        v, t = self._embed(model, batch, cached)
+        f, v, t = self._embed(model, batch, cached)
         tt = batch["targets"]
         t0 = model.head.encode_text(tt["input_ids"], tt["attention_mask"], None)
-        return {"index": batch["meta"]["index"], "video": v, "text": t, "text_noemo": t0}
+        v0 = model.head(f, use_emotion=False) if model.head.video_emotion != "none" else v
+        return {"index": batch["meta"]["index"], "video": v, "text": t, "text_noemo": t0, "video_noemo": v0}
 
     def compute_metrics(self, outputs):
         ids = [str(self.val_records[int(i)].video_id) for i in outputs["index"]]
         out = retrieval_metrics(outputs["text"], outputs["video"], ids)
-        out.update(retrieval_metrics(outputs["text_noemo"], outputs["video"], ids, suffix="_noemo"))
+        v0 = outputs.get("video_noemo", outputs["video"])
+        out.update(retrieval_metrics(outputs["text_noemo"], v0, ids, suffix="_noemo"))
         n = len(set(ids))
         out["chance_r1"] = 1.0 / n
         out["num_videos"] = float(n)

@@ -6,7 +6,9 @@ RankNet (``--loss ranknet``, default); with ``--loss listnet`` or ``--loss plack
 A validation share of the videos (``--val-fraction``; comparisons with only validation videos validate,
 those with only training videos train, mixed ones are dropped) picks the best checkpoint;
 ``test_labels.json`` and ``listwise_labels.json`` are scored at the end. Metrics: pairwise accuracy; for lists,
-exact-order rate and mean Kendall τ.
+exact-order rate and mean Kendall τ, and ``list_sorted``, the Emodiversity fork's listwise accuracy (a list counts
+when its scores never decrease from least to most preferred, ``run_v2v_finetuning.evaluate_listwise``).
+``--no-head-bias`` gives the fork's score layer, ``Linear(D, 1, bias=False)`` (a bias cancels in every comparison).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def ranking_metrics(scores: dict[str, float], comparisons) -> dict[str, float]:
     from scipy.stats import kendalltau
 
     correct = total = 0.0
-    exact, taus, n_lists = 0, [], 0
+    exact, taus, n_lists, sorted_ = 0, [], 0, 0
     for c in comparisons:
         ids = [v for v in c.video_ids if v in scores]
         if len(ids) < 2:
@@ -51,18 +53,20 @@ def ranking_metrics(scores: dict[str, float], comparisons) -> dict[str, float]:
         if len(ids) > 2:
             n_lists += 1
             exact += int(np.all(np.diff(s) > 0))
+            sorted_ += int(np.all(np.diff(s) >= 0))
             taus.append(kendalltau(np.arange(len(s)), s).statistic)
     out = {"pair_acc": correct / total if total else float("nan")}
     if n_lists:
         out["list_exact"] = exact / n_lists
+        out["list_sorted"] = sorted_ / n_lists
         out["kendall_tau"] = float(np.nanmean(taus))
     return out
 
 
 class Score(nn.Module):
-    def __init__(self, num_features: int):
+    def __init__(self, num_features: int, bias: bool = True):
         super().__init__()
-        self.fc = nn.Linear(num_features, 1)
+        self.fc = nn.Linear(num_features, 1, bias=bias)
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
         return self.fc(e).squeeze(-1)
@@ -123,7 +127,7 @@ class V2VTask(Task):
         return {}
 
     def build_head(self, num_features: int) -> nn.Module:
-        return Score(num_features)
+        return Score(num_features, bias=self.cfg.head_bias)
 
     def train_dataset(self, loader, epoch):
         base = super().train_dataset(loader, epoch)

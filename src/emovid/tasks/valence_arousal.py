@@ -5,8 +5,22 @@ Labels: a SEWA-style CSV ``video,time,valence,arousal``. With a backbone that gi
 gets the labels interpolated at its time. Other backbones regress the clip's mean valence/arousal.
 ``--clip-length`` sets the clip in seconds (VAERR's ``--clip_length``), sampled at the model's frame stride;
 each video gets that duration at its own frame rate, so one batch may mix clip lengths (padded, and the padding
-masked out of loss and metrics). Losses (``--loss``, VAERR's ``--loss_type``): ``mse``, ``ccc`` (1 − CCC),
-``mse+ccc``, or ``bins`` (cross entropy over ``--va-bins`` equal bins of [-1, 1], decoded as the expected value).
+masked out of loss and metrics).
+
+Losses (``--loss NAME`` or VAERR's ``--loss_type N``): VAERR's ten, numbered and named as VAERR has them
+(:mod:`emovid.losses_vaerr`: ``1 mse``, ``2 ccc``, ``3 ce``, ``4 bce``, ``5 ccc+ce``, ``6 ccc+ce+mse``,
+``7 arousal:ccc+ce``, ``8 arousal:ccc+ce+mse``, ``9 ccc+ncce``, ``10 ccc+ncce+mse``), and emovid's own ``mse+ccc``
+and ``bins`` (cross entropy over ``--bins`` equal bins of [-1, 1], decoded as the expected value). Losses 3-10 use
+VAERR's head (:class:`VAERRHead`: per dimension, arousal first, ``bins`` softmax probabilities and the value
+``sigmoid * 2 - 1``; targets one-hot bin + value); 1, 2 and ``mse+ccc`` a ``tanh`` head of the two values
+(``tanh(x) = 2 sigmoid(2x) - 1``: VAERR's value output).
+
+VAERR's other flags: ``--fine-tuning FT | Frozen3DConv | FullyFrozen`` (train all; freeze the 3D-conv stem;
+freeze stem and ResNet trunk, training the GRU and head), ``--every-frame`` (a prediction per frame, VAERR's
+only working mode; ``--last-frame`` predicts each clip from its last frame), ``--segments_per_file N`` (with
+``--clip_length`` > 0, every training video gives N random clips per epoch; VAERR's default 3), ``--clip_length 0``
+(whole videos), ``--dataset sewa_video | MSP_video | RECOLA`` (VAERR's names: the label reader; all three read the
+SEWA-style CSV below, ``va_csv`` is its own name).
 
 Metric: CCC per dimension over all frames of all validation videos (torchmetrics), and their mean, as SEWA/AVEC
 score it. Validation slides clips over each whole video (:func:`~emovid.video.sampling.covering_clips`: the
@@ -29,6 +43,15 @@ import torch.nn.functional as F
 from emovid.data.datasets import ClipDataset, ClipLoader, WindowDataset, collate_pad_time
 from emovid.errors import ConfigError
 from emovid.losses import binned_cross_entropy, ccc_loss, expected_value
+from emovid.losses_vaerr import (
+    BINNED_LOSSES,
+    VAERR_LOSS_NAMES,
+    KMeansState,
+    vaerr_ccc_loss,
+    vaerr_loss,
+    vaerr_loss_name,
+    vaerr_targets,
+)
 from emovid.tasks.base import Task, register_task, split_records
 from emovid.video.sampling import covering_clips, frames_for_seconds
 
@@ -50,6 +73,30 @@ class VAHead(nn.Module):
         return torch.tanh(y)
 
 
+class VAERRHead(nn.Module):
+    """VAERR's output layer (``model/modelVideoClassReg.py``): ``Linear(D, 2 * (bins + 1))`` split per dimension
+    (arousal, then valence) into ``bins`` softmax probabilities and a value ``sigmoid * 2 - 1``; ``[..., 2, bins+1]``.
+
+    The weight starts as VAERR's ``_initialize_weights_randomly``: ``N(0, sqrt(2 / D))``.
+    """
+
+    def __init__(self, num_features: int, bins: int = 20):
+        super().__init__()
+        self.bins = bins
+        self.fc = nn.Linear(num_features, 2 * (bins + 1))
+        nn.init.normal_(self.fc.weight, 0.0, (2.0 / num_features) ** 0.5)
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        y = self.fc(e).unflatten(-1, (2, self.bins + 1))
+        return torch.cat([torch.softmax(y[..., : self.bins], -1), torch.sigmoid(y[..., self.bins :]) * 2 - 1], -1)
+
+
+#: VAERR's ``--dataset`` choices and emovid's own name; each reads the SEWA-style CSV (see the module docstring).
+DATASETS = ("sewa_video", "MSP_video", "RECOLA", "va_csv")
+#: VAERR's ``--fine-tuning`` choices: which parts of the backbone stay frozen.
+FINE_TUNING = {"FT": (), "Frozen3DConv": ("frontend3D",), "FullyFrozen": ("frontend3D", "trunk")}
+
+
 def _takes_lengths(fn) -> bool:
     try:
         return "lengths" in inspect.signature(fn).parameters
@@ -64,8 +111,33 @@ class ValenceArousalTask(Task):
     monitor = "val/ccc_mean"
     mode = "max"
     sequence = True
-    losses = ("mse", "ccc", "mse+ccc", "bins")
+    losses = (*VAERR_LOSS_NAMES.values(), "mse+ccc", "bins")
     outputs = ("valence", "arousal")  # in [-1, 1], per frame
+
+    def __init__(self, cfg):
+        if cfg.loss is not None:
+            cfg.loss = vaerr_loss_name(cfg.loss)  # VAERR's --loss_type 5 is ccc+ce
+        super().__init__(cfg)
+        if cfg.dataset not in DATASETS:
+            raise ConfigError(
+                f"valence_arousal: unknown --dataset {cfg.dataset!r}; choose one of {', '.join(DATASETS)}"
+            )
+        if cfg.fine_tuning not in FINE_TUNING:
+            raise ConfigError(
+                f"valence_arousal: unknown --fine-tuning {cfg.fine_tuning!r}; choose one of {', '.join(FINE_TUNING)}"
+            )
+        if cfg.segments_per_file < 1:
+            raise ConfigError(f"valence_arousal: --segments_per_file must be at least 1, got {cfg.segments_per_file}")
+        self.kmeans_state = KMeansState()  # losses 9, 10: centres carried from batch to batch, as in VAERR
+
+    @property
+    def vaerr_head(self) -> bool:
+        return self.loss_name in BINNED_LOSSES
+
+    @property
+    def _binned_output(self) -> bool:
+        """The head's output has a bins axis (``[..., 2, bins(+1)]``)."""
+        return self.vaerr_head or self.loss_name == "bins"
 
     def load(self) -> None:
         from emovid.data.readers.sewa import read_va_csv
@@ -82,7 +154,9 @@ class ValenceArousalTask(Task):
     # ---- data ---------------------------------------------------------------------------------------------------
 
     def train_dataset(self, loader, epoch):
-        ds = super().train_dataset(loader, epoch)
+        # VAERR's --segments_per_file: with --clip_length > 0, each training video gives that many random clips
+        repeat = self.cfg.segments_per_file if self.cfg.clip_length else 1
+        ds = ClipDataset(self.train_records * repeat, loader, self.targets, seed=self.cfg.seed, epoch=epoch)
         # cached features are [T, D]; clips [C, T, H, W]
         ds.collate_fn = functools.partial(collate_pad_time, time_dim=1 if isinstance(loader, ClipLoader) else 0)
         return ds
@@ -107,7 +181,21 @@ class ValenceArousalTask(Task):
     # ---- model and steps ----------------------------------------------------------------------------------------
 
     def build_head(self, num_features: int) -> nn.Module:
+        if self.vaerr_head:
+            return VAERRHead(num_features, self.cfg.va_bins)
         return VAHead(num_features, self.cfg.va_bins if self.loss_name == "bins" else 0)
+
+    def build_model(self, backbone: nn.Module):
+        frozen = FINE_TUNING[self.cfg.fine_tuning]
+        for part in frozen:
+            module = getattr(backbone, part, None)
+            if module is None:
+                raise ConfigError(
+                    f"--fine-tuning {self.cfg.fine_tuning}: backbone {type(backbone).__name__} has no {part!r} "
+                    "(VAERR's 3D-conv front-end); use --fine-tuning FT or a resnet18_3dstem model"
+                )
+            module.requires_grad_(False)  # as VAERR: no gradient; BatchNorm statistics still follow the data
+        return super().build_model(backbone)
 
     def _forward(self, model, batch, cached) -> tuple[torch.Tensor, bool, torch.Tensor]:
         """Model output ``[B, T, 2(, bins)]`` or ``[B, 2(, bins)]``, whether it is per frame, and the ``[B, T]``
@@ -121,8 +209,28 @@ class ValenceArousalTask(Task):
             y = model.head(fe.forward_sequence(x, valid.sum(1).cpu()))  # padding kept out of the recurrence
         else:
             y = model(x, cached)
-        per_frame = y.ndim == (4 if self.loss_name == "bins" else 3)
+        per_frame = y.ndim == (4 if self._binned_output else 3)
+        if per_frame and not self.cfg.every_frame:  # --last-frame: the clip's prediction is its last frame's
+            last = (valid.sum(1) - 1).clamp_min(0)
+            y = y[torch.arange(len(y), device=y.device), last]
+            per_frame = False
         return y, per_frame, valid
+
+    def _clip_target(self, t: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """The target of a clip-level prediction: the last real frame's (``--last-frame``) or the clip's mean."""
+        if not self.cfg.every_frame:
+            last = (valid.sum(1) - 1).clamp_min(0)
+            return t[torch.arange(len(t), device=t.device), last]
+        w = valid.to(t.dtype)[..., None]
+        return (t * w).sum(1) / w.sum(1).clamp_min(1)
+
+    def _values(self, y: torch.Tensor) -> torch.Tensor:
+        """``[..., 2]`` (valence, arousal) values of a head output."""
+        if self.vaerr_head:
+            return y[..., [1, 0], self.cfg.va_bins]
+        if self.loss_name == "bins":
+            return expected_value(y)
+        return y
 
     def training_loss(self, model, batch, cached):
         y, per_frame, valid = self._forward(model, batch, cached)
@@ -130,21 +238,22 @@ class ValenceArousalTask(Task):
         if per_frame:
             y, t = y[valid], t[valid]  # [N frames, 2(, bins)]
         else:
-            w = valid.to(t.dtype)[..., None]
-            t = (t * w).sum(1) / w.sum(1).clamp_min(1)  # the clip's mean over its real frames
+            t = self._clip_target(t, valid)
+        if self.vaerr_head:
+            target = vaerr_targets(t, self.cfg.va_bins)
+            return vaerr_loss(self.loss_name, y, target, self.kmeans_state, model.parameters())
         if self.loss_name == "bins":
             return binned_cross_entropy(y, t)
         flat_y, flat_t = y.reshape(-1, 2), t.reshape(-1, 2)
-        if self.loss_name == "mse":
+        if self.loss_name == "mse":  # VAERR's loss 1: MSE over both values
             return F.mse_loss(flat_y, flat_t)
-        if self.loss_name == "ccc":
-            return ccc_loss(flat_y, flat_t)
+        if self.loss_name == "ccc":  # VAERR's loss 2: its CCC loss per dimension, summed
+            return vaerr_ccc_loss(flat_y[:, 0], flat_t[:, 0]) + vaerr_ccc_loss(flat_y[:, 1], flat_t[:, 1])
         return F.mse_loss(flat_y, flat_t) + ccc_loss(flat_y, flat_t)
 
     def predict(self, model, batch, cached):
         y, per_frame, valid = self._forward(model, batch, cached)
-        if self.loss_name == "bins":
-            y = expected_value(y)
+        y = self._values(y)
         t = batch["targets"]["va"]
         if not per_frame:  # a clip-level prediction stands for every frame of its clip
             y = y[:, None, :].expand_as(t)
@@ -154,9 +263,10 @@ class ValenceArousalTask(Task):
 
     def infer(self, model, x):
         y = model(x)  # whole clips of one length: no padding, so no lengths (as _forward without padding)
-        per_frame = y.ndim == (4 if self.loss_name == "bins" else 3)
-        if self.loss_name == "bins":
-            y = expected_value(y)
+        per_frame = y.ndim == (4 if self._binned_output else 3)
+        if per_frame and not self.cfg.every_frame:
+            y, per_frame = y[:, -1], False
+        y = self._values(y)
         if not per_frame:  # a clip-level prediction stands for every frame of its clip, as in validation
             y = y[:, None, :].expand(-1, x.shape[2], -1)
         return {"valence": y[..., 0], "arousal": y[..., 1]}

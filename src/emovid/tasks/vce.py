@@ -5,7 +5,16 @@ uses ``train`` minus a held-out validation share (``--val-fraction``) that picks
 model is then scored on ``test``. Loss: ``bce`` (binary cross entropy on the [0, 1] intensities, the default)
 or ``mse`` (on sigmoid outputs). Metrics: top-1-in-top-3 accuracy (the predicted strongest emotion is among
 the labelled top 3), top-3 overlap (|predicted top 3 ∩ labelled top 3| / 3), mean per-emotion Pearson
-correlation and MSE. Chance for top-1-in-top-3 is 3/27.
+correlation and MSE. Chance for top-1-in-top-3 is 3/27. Next to them, the Emodiversity fork's own metric
+(``engine_for_finetuning.py``, timm's ``accuracy`` against the top-rated emotion): ``acc1`` (the highest logit is
+the top-rated emotion) and ``acc3`` (the top-rated emotion is among the 3 highest logits), in percent as the
+fork prints them; ``--monitor val/acc1`` keeps the best checkpoint by it, as the fork does. With ``--test-views
+2x3`` the test split is scored on 2 temporal segments x 3 spatial crops, logits averaged per video
+(:mod:`emovid.train.views`).
+
+The head is ``Linear(D, 27)`` (``trunc_normal(std=0.02)``, bias 0) after dropout 0.1; ``--head-dropout`` changes the
+dropout (the fork's ``--drop`` is 0), ``--head-init-scale 0.001`` multiplies the initial weights (the fork's
+``--init_scale``).
 """
 
 from __future__ import annotations
@@ -29,6 +38,16 @@ def top3_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
     top1_in = np.mean([pred_top3[i, 0] in true_top3[i] for i in range(len(pred))])
     overlap = np.mean([len(set(pred_top3[i]) & set(true_top3[i])) / 3 for i in range(len(pred))])
     return {"top1_in_top3": float(top1_in), "top3_overlap": float(overlap)}
+
+
+def top_rated_accuracy(logits: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """The fork's Acc@1 / Acc@3 (percent): is the top-rated emotion (``argmax`` of the intensities; first on ties)
+    the highest of the ``[N, 27]`` outputs, or among the 3 highest (ties broken by index)."""
+    label = np.argmax(target, axis=1)
+    order = np.argsort(-logits, axis=1, kind="stable")
+    acc1 = np.mean(order[:, 0] == label)
+    acc3 = np.mean([label[i] in order[i, :3] for i in range(len(label))])
+    return {"acc1": float(100 * acc1), "acc3": float(100 * acc3)}
 
 
 def mean_pearson(pred: np.ndarray, target: np.ndarray) -> float:
@@ -72,7 +91,14 @@ class VCETask(Task):
         return {"emotions": torch.tensor(record.emotions, dtype=torch.float32)}
 
     def build_head(self, num_features: int) -> nn.Module:
-        return nn.Sequential(nn.Dropout(0.1), nn.Linear(num_features, NUM_EMOTIONS))
+        drop = 0.1 if self.cfg.head_dropout is None else self.cfg.head_dropout
+        fc = nn.Linear(num_features, NUM_EMOTIONS)
+        if self.cfg.head_init_scale is not None:  # the fork's head init: trunc_normal(0.02), bias 0, times init_scale
+            nn.init.trunc_normal_(fc.weight, std=0.02)
+            nn.init.zeros_(fc.bias)
+            with torch.no_grad():
+                fc.weight.mul_(self.cfg.head_init_scale)
+        return nn.Sequential(nn.Dropout(drop), fc)
 
     def training_loss(self, model, batch, cached):
         logits = model(batch["video"], cached)
@@ -82,9 +108,11 @@ class VCETask(Task):
         return F.binary_cross_entropy_with_logits(logits, y)
 
     def predict(self, model, batch, cached):
+        logits = model(batch["video"], cached)
         return {
             "index": batch["meta"]["index"],
-            "pred": torch.sigmoid(model(batch["video"], cached)),
+            "pred": torch.sigmoid(logits),
+            "logit": logits,
             "target": batch["targets"]["emotions"],
         }
 
@@ -100,6 +128,7 @@ class VCETask(Task):
     def compute_metrics(self, outputs):
         pred, target = outputs["pred"], outputs["target"]
         out = top3_metrics(pred, target)
+        out.update(top_rated_accuracy(outputs.get("logit", pred), target))
         out["pearson"] = mean_pearson(pred, target)
         out["mse"] = float(np.mean((pred - target) ** 2))
         out["chance_top1_in_top3"] = 3 / NUM_EMOTIONS

@@ -25,6 +25,17 @@ progress and logging. This package only assembles it:
         failures.jsonl         videos skipped because they could not be read
         test_metrics.json      the best model on the dataset's test split, when it has one
 
+* :mod:`emovid.train.optim` — optimisers (``--optimizer adamw|adam|sgd``), LR batch scaling, layer-wise LR decay
+  through a backbone's ``group_matcher()`` (``--layer-decay``), the per-step cosine with ``--min-lr`` and VAERR's
+  per-epoch cosine.
+* :mod:`emovid.train.views` — multi-view testing (``--test-views 2x3``: temporal segments x spatial crops averaged).
+
+DeepSpeed (the Emodiversity fork's ``--enable_deepspeed``) is Lightning's strategy: ``--strategy deepspeed_stage_1``
+(or ``deepspeed_stage_2`` / ``_3`` / ``_offload`` ...) with ``--precision 16-mixed`` after ``pip install deepspeed``;
+the fork's DeepSpeed config is Adam-W with fp16 dynamic loss scaling and no ZeRO sharding, which stage 1 comes
+closest to (it shards only the optimiser state). The optimiser and schedule stay emovid's (``configure_optimizers``),
+as Lightning passes them to DeepSpeed.
+
 Every name is importable from :mod:`emovid.train` itself, as before the package was split.
 """
 

@@ -88,8 +88,9 @@ def _version() -> str:
 class ExportBest(Callback):
     """Write the checkpoint directory's model files whenever the monitored metric improves (rank 0)."""
 
-    def __init__(self, task: Task, cfg: TrainConfig, out: Path, monitor: str):
+    def __init__(self, task: Task, cfg: TrainConfig, out: Path, monitor: str, mode: str | None = None):
         self.task, self.cfg, self.out, self.monitor = task, cfg, out, monitor
+        self.mode = mode or task.mode
         self.best: float | None = None
         self.best_metrics: dict[str, float] = {}
 
@@ -100,7 +101,7 @@ class ExportBest(Callback):
         if value is None:
             return
         value = float(value)
-        better = self.best is None or (value > self.best if self.task.mode == "max" else value < self.best)
+        better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
         if not better:
             return
         self.best = value

@@ -18,7 +18,7 @@ from emovid.config import TrainConfig
 from emovid.data.datasets import EpochRef
 from emovid.errors import EmovidError
 from emovid.tasks.base import Task, TaskModel
-from emovid.utils.training import capture_rng, param_groups, restore_rng, warmup_cosine, warmup_steps, zero_loss
+from emovid.utils.training import capture_rng, restore_rng, zero_loss
 
 log = logging.getLogger("emovid.train")
 
@@ -88,18 +88,15 @@ def make_module(task: Task, model: TaskModel, cfg: TrainConfig, cached: bool):
             self.last_metrics = {k: float(v) for k, v in metrics.items()}
 
         def configure_optimizers(self):
-            head_lr = cfg.head_lr or cfg.lr
-            # No weight decay on biases, norm weights and the retrieval temperature (see param_groups).
-            groups = param_groups(self.model.head.named_parameters(), cfg.weight_decay, lr=head_lr)
-            if not (cfg.freeze_backbone or cached):
-                bb = param_groups(self.model.feature_extractor.named_parameters(), cfg.weight_decay, lr=cfg.lr)
-                groups = bb + groups
-            opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+            from emovid.train.optim import build_optimizer, build_scheduler
+
+            train_backbone = not (cfg.freeze_backbone or cached)
+            world = self.trainer.world_size if self._trainer is not None else 1
+            opt, lr, min_lr = build_optimizer(self.model, cfg, train_backbone, world)
             if cfg.scheduler == "constant":
                 return opt
-            total = max(1, int(self.trainer.estimated_stepping_batches))
-            sched = warmup_cosine(opt, total, warmup_steps(self.trainer, cfg.warmup_epochs))
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+            sched = build_scheduler(opt, cfg, self.trainer, lr, min_lr)
+            return {"optimizer": opt, "lr_scheduler": sched}
 
         def on_save_checkpoint(self, checkpoint):
             checkpoint["emovid_rng"] = capture_rng()  # a resumed run continues exactly

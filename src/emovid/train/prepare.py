@@ -38,7 +38,7 @@ def build_task_model(cfg: TrainConfig, task: Task, pretrained: bool = True) -> T
         num_classes=0,
         allow_size_mismatch=cfg.allow_size_mismatch,
         strict=not cfg.allow_size_mismatch,
-        **cfg.model_args,
+        **{**_geometry(name, cfg), **cfg.model_args},
     )
     pc = backbone.pretrained_cfg
     changes: dict[str, Any] = {}
@@ -54,26 +54,123 @@ def build_task_model(cfg: TrainConfig, task: Task, pretrained: bool = True) -> T
     return task.build_model(backbone)
 
 
+def _geometry(name: str, cfg: TrainConfig) -> dict[str, Any]:
+    """``num_frames`` / ``image_size`` for model functions that build for a clip geometry (VideoMAE's position
+    table is generated for it, which is what the official fine-tuning gets for checkpoints without ``pos_embed``)."""
+    import inspect
+
+    from emovid.models.registry import get_model_entry
+
+    try:
+        params = inspect.signature(get_model_entry(name).fn).parameters
+    except (TypeError, ValueError):
+        return {}
+    out: dict[str, Any] = {}
+    if cfg.num_frames and "num_frames" in params:
+        out["num_frames"] = cfg.num_frames
+    if cfg.input_size and "image_size" in params:
+        out["image_size"] = cfg.input_size
+    return out
+
+
+class WholeVideoSampler:
+    """Every ``stride``-th frame of the whole video as one clip (VAERR's ``--clip_length 0``)."""
+
+    kind = "whole"
+
+    def __init__(self, stride: int = 1):
+        self.stride = max(1, int(stride))
+
+    def clip_frames(self, frame_times=None) -> int:
+        return max(1, -(-len(frame_times) // self.stride)) if frame_times is not None else 1
+
+    def __call__(self, num_frames: int, frame_times=None, rng=None) -> list[list[int]]:
+        return [list(range(0, max(1, num_frames), self.stride))]
+
+    def __str__(self) -> str:
+        return f"whole:x{self.stride}"
+
+
+class EvenlySpacedSampler:
+    """``n`` frames evenly spaced over the whole video, first and last included: ``round(linspace(0, N - 1, n))``
+    (the Emodiversity V2V loader's ``get_n_evenly_spaced``); spec ``linspace:N``."""
+
+    kind = "linspace"
+
+    def __init__(self, n: int):
+        self.num_frames = int(n)
+        self.stride = 1
+
+    def clip_frames(self, frame_times=None) -> int:
+        return self.num_frames
+
+    def __call__(self, num_frames: int, frame_times=None, rng=None) -> list[list[int]]:
+        import numpy as np
+
+        return [np.round(np.linspace(0, max(0, num_frames - 1), self.num_frames)).astype(int).tolist()]
+
+    def __str__(self) -> str:
+        return f"linspace:{self.num_frames}"
+
+
+def make_sampler(spec: str):
+    """:func:`~emovid.video.sampling.parse_sampler`, plus ``linspace:N`` (:class:`EvenlySpacedSampler`) and ``whole``
+    / ``whole:xS`` (:class:`WholeVideoSampler`: every S-th frame of the entire video)."""
+    from emovid.video.sampling import parse_sampler
+
+    kind, _, rest = spec.partition(":")
+    if kind.strip().lower() == "whole":
+        try:
+            stride = int(rest.strip().lstrip("x") or 1)
+        except ValueError:
+            stride = 0
+        if stride < 1:
+            raise ConfigError(f"bad sampler spec {spec!r}; use whole or whole:xS with a frame step S >= 1")
+        return WholeVideoSampler(stride)
+    if kind.strip().lower() == "linspace":
+        try:
+            n = int(rest)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ConfigError(f"bad sampler spec {spec!r}; use linspace:N with N >= 1")
+        return EvenlySpacedSampler(n)
+    return parse_sampler(spec)
+
+
 def _loaders(cfg: TrainConfig, task: Task, model: TaskModel):
     if task.uses_embeddings:
         return task.make_loaders(model)
     from emovid.data.datasets import ClipLoader
     from emovid.models import create_transform
-    from emovid.video.sampling import parse_sampler
 
     pc = model.feature_extractor.pretrained_cfg
     n, stride = pc.num_frames, pc.frame_stride
     clip = str(n)
     if getattr(task, "clip_frames", None) is not None and cfg.clip_length:
         clip = f"{cfg.clip_length:g}s"  # --clip-length seconds: frames from each video's own frame rate
-    eval_s = parse_sampler(cfg.eval_sampler or f"center:{clip}x{stride}")
+    eval_s = make_sampler(cfg.eval_sampler or f"center:{clip}x{stride}")
     # --no-augment (and the feature cache) train on the deterministic evaluation clip of each video.
     default_train = f"random:{clip}x{stride}" if cfg.augment and not cfg.cache_features else str(eval_s)
-    train_s = parse_sampler(cfg.train_sampler or default_train)
+    train_s = make_sampler(cfg.train_sampler or default_train)
+    if getattr(task, "clip_frames", None) is not None and cfg.clip_length == 0:  # VAERR: 0 = the entire video
+        if not cfg.train_sampler:
+            train_s = WholeVideoSampler(stride)
+        if not cfg.eval_sampler:
+            eval_s = WholeVideoSampler(stride)
     crop = min(pc.input_size)
     short_eval = pc.short_side or crop
     short_train = pc.short_side or int(round(crop * 8 / 7))
     augment = cfg.augment and not cfg.cache_features
+    if cfg.resize not in ("crop", "squash"):
+        raise ConfigError(f"unknown --resize {cfg.resize!r}; choose crop or squash")
+    if cfg.resize == "squash":
+        # the Emodiversity V2V loader: frames resized to the input size (aspect not kept), no crop, no flip
+        from emovid.video.transforms import Compose, Normalize, Resize
+
+        squash = Compose([Resize(tuple(pc.input_size)), Normalize(pc.mean, pc.std)])
+        eval_loader = ClipLoader(eval_s, squash, None, in_chans=pc.in_chans)
+        return ClipLoader(train_s, squash, None, in_chans=pc.in_chans), eval_loader
     train_tf = create_transform(pc, train=augment)
     eval_tf = create_transform(pc, train=False)
     train_loader = ClipLoader(train_s, train_tf, short_train if augment else short_eval, in_chans=pc.in_chans)

@@ -61,16 +61,14 @@ def train(cfg: TrainConfig, callbacks: list | None = None, trainer_kwargs: dict 
         warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
     epoch_ref = EpochRef(_resume_epoch(last) if cfg.resume else 0)
     data = make_datamodule(task, cfg, train_loader, eval_loader, epoch_ref)
-    monitor = task.monitor
-    best_ckpt = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="best", monitor=monitor, mode=task.mode, save_top_k=1
-    )
+    monitor, mode = monitor_of(task, cfg)
+    best_ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode=mode, save_top_k=1)
     # Lightning's save_last only refreshes last.ckpt when a top-k file is written; resume needs every epoch.
     last_ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None, save_top_k=1)
-    export = ExportBest(task, cfg, out, monitor)
+    export = ExportBest(task, cfg, out, monitor, mode)
     cbs = [_EpochSetter(epoch_ref), best_ckpt, last_ckpt, export, *(callbacks or [])]
     if cfg.early_stopping_patience:
-        cbs.append(EarlyStopping(monitor=monitor, mode=task.mode, patience=cfg.early_stopping_patience))
+        cbs.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping_patience))
     loggers = make_loggers(out, last if cfg.resume else None)
     trainer = make_trainer(cfg, out, cbs, loggers, trainer_kwargs)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if cfg.resume else None)
@@ -85,9 +83,37 @@ def train(cfg: TrainConfig, callbacks: list | None = None, trainer_kwargs: dict 
     }
     test_records = getattr(task, "test_records", None)
     if test_records and trainer.is_global_zero:
-        summary["test_metrics"] = evaluate_split(task, module, test_records, eval_loader, cfg, trainer)
+        if cfg.test_views:
+            summary["test_metrics"] = evaluate_split_views(task, module, test_records, cfg)
+        else:
+            summary["test_metrics"] = evaluate_split(task, module, test_records, eval_loader, cfg, trainer)
         write_json(out / "test_metrics.json", summary["test_metrics"])
     return summary
+
+
+def monitor_of(task: Task, cfg: TrainConfig) -> tuple[str, str]:
+    """The metric that picks the best checkpoint and whether higher is better (``--monitor`` or the task's)."""
+    if not cfg.monitor:
+        return task.monitor, task.mode
+    name = cfg.monitor if "/" in cfg.monitor else f"val/{cfg.monitor}"
+    lower_is_better = any(w in name.rsplit("/", 1)[-1] for w in ("loss", "mse", "mae", "error"))
+    return name, "min" if lower_is_better else "max"
+
+
+def evaluate_split_views(task: Task, module, records: list, cfg: TrainConfig) -> dict[str, float]:
+    """Metrics of the best weights on ``records`` with ``--test-views`` views averaged (:mod:`emovid.train.views`)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from emovid.train.views import evaluate_views
+
+    best = Path(cfg.output_dir) / MODEL_FILE
+    if best.exists():
+        module.model.load_state_dict(load_file(str(best)))
+    use_cuda = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
+    device = torch.device("cuda" if use_cuda else "cpu")
+    model = module.model.to(device)
+    return evaluate_views(task, model, records, cfg, device)
 
 
 def make_trainer(cfg, out: Path, callbacks: list, loggers, overrides: dict | None = None, **extra):

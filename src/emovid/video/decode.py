@@ -4,7 +4,8 @@
 milliseconds for a short clip) and then serves:
 
 * exact frames by index (:meth:`VideoReader.get_frames`), seeking to the keyframe before each wanted frame
-  when that is cheaper than decoding forward, and converting only the frames asked for to RGB;
+  when that is cheaper than decoding forward, and converting only the frames asked for to RGB; wanted frames
+  spread over independent keyframe groups are decoded on two demuxers of the file at once (two threads);
 * a sequential stream of frames (:meth:`VideoReader.iter_frames`) and a stream sampled at a fixed rate
   (:meth:`VideoReader.iter_at_rate`) that hold one frame at a time, for hour-long inputs.
 
@@ -35,6 +36,12 @@ from emovid.video.stream import _check_path, _open_container, _StreamDecoder
 
 _THREAD_TYPES = ("AUTO", "FRAME", "SLICE", "NONE")
 _MISSING = ("raise", "nearest")
+
+
+def _cores() -> int:
+    from emovid.utils.threads import usable_cores
+
+    return usable_cores()
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,9 @@ class VideoReader(_StreamDecoder):
         thread_type: FFmpeg threading: ``AUTO`` (frame + slice), ``FRAME``, ``SLICE`` or ``NONE``. Frame threading
             speeds up sequential streaming (:meth:`iter_frames`, :meth:`iter_at_rate`) but every seek drains its
             pipeline, so sparse :meth:`get_frames` is faster with ``SLICE`` (measured in ``bench/decode.py``).
+            With ``threads != 1`` on a machine with more than one usable core, :meth:`get_frames` decodes wanted frames
+            that lie in independent keyframe groups on a second demuxer of the file in a thread, when that splits
+            the decoding about evenly (same frames, same damage record); ``threads=1`` keeps to one thread.
 
     Raises:
         InputNotFoundError: the file does not exist.
@@ -115,6 +125,8 @@ class VideoReader(_StreamDecoder):
         _LOG.install()
         _LOG.take_foreign()  # left over from earlier decoding, not this file's
         self._container = _open_container(self.path)
+        # Sparse get_frames may decode independent keyframe groups on a second demuxer at once (threads=1: never).
+        self._parallel = threads != 1
         try:
             self._init_stream(threads, thread_type.upper())
         except BaseException:
@@ -222,16 +234,12 @@ class VideoReader(_StreamDecoder):
         wanted = np.unique(idx)
         out: dict[int, np.ndarray] = {}
         self._wanted = {int(p) for p in self._pts[wanted]}
+        plan = self._group_plan(wanted) if self._parallel and _cores() > 1 else None
         try:
-            for i in map(int, wanted):
-                if missing == "nearest" and i in self._lost:
-                    continue  # known not to decode: spare the retry from the first frame
-                try:
-                    out[i] = self._to_array(self._seek_or_continue(int(self._pts[i]), i), size)
-                except TruncatedVideoError:
-                    self._lost.add(i)
-                    if missing == "raise":
-                        raise
+            if plan is None:
+                self._decode_wanted(self, list(map(int, wanted)), size, missing, out)
+            else:
+                self._decode_two_demuxers(plan, size, missing, out)
         finally:
             self._wanted = None
             self._frames = None  # the decoder state was built with skipping; start clean next time
@@ -247,6 +255,53 @@ class VideoReader(_StreamDecoder):
                 before, after = got[max(k - 1, 0)], got[min(k, len(got) - 1)]
                 out[i] = out[int(before if abs(i - before) <= abs(after - i) else after)]
         return np.stack([out[int(i)] for i in idx])
+
+    def _decode_wanted(self, dec, wanted: list[int], size, missing: str, out: dict) -> None:
+        """Decode ``wanted`` (sorted frame indices) with decoder ``dec`` (this reader or a companion) into ``out``."""
+        for i in wanted:
+            if missing == "nearest" and i in self._lost:
+                continue  # known not to decode: spare the retry from the first frame
+            try:
+                out[i] = dec._to_array(dec._seek_or_continue(int(self._pts[i]), i), size)
+            except TruncatedVideoError:
+                dec._lost.add(i)
+                if missing == "raise":
+                    raise
+
+    def _decode_two_demuxers(self, plan: tuple[list[int], list[int]], size, missing: str, out: dict) -> None:
+        """Decode two runs of independent keyframe groups at once: the first here, the second on a second demuxer
+        of the same file in a thread (FFmpeg decodes and converts without holding the GIL). Same frames as one
+        demuxer; the second one's damage is booked here."""
+        import threading
+
+        first, second = plan
+        theirs: dict[int, np.ndarray] = {}
+        box: dict = {}
+
+        def work() -> None:
+            other = None
+            try:
+                other = self._companion()
+                self._decode_wanted(other, second, size, missing, theirs)
+            except BaseException as e:  # re-raised on the calling thread
+                box["error"] = e
+            finally:
+                if other is not None:
+                    box["other"] = other
+
+        t = threading.Thread(target=work, name="emovid-gop-decoder", daemon=True)
+        t.start()
+        try:
+            self._decode_wanted(self, first, size, missing, out)
+        finally:
+            t.join()
+            other = box.get("other")
+            if other is not None:
+                self._absorb(other)
+                other._close_container()
+        out.update(theirs)
+        if "error" in box:
+            raise box["error"]
 
     def iter_frames(
         self, start: int = 0, stop: int | None = None, size: tuple[int, int] | None = None
@@ -374,7 +429,8 @@ def read_frames(
 ) -> np.ndarray:
     """Decode the given frames of ``path`` as ``uint8 [N, H, W, 3]`` RGB (see :meth:`VideoReader.get_frames`).
 
-    Sparse access: no frame threading, which would be drained by every seek.
+    Sparse access: no frame threading, which would be drained by every seek; frames in independent keyframe groups
+    are decoded on two demuxers at once when more than one core is free to use (``threads=1``: one demuxer).
     """
     with VideoReader(path, threads=threads, thread_type="SLICE") as r:
         return r.get_frames(indices, size=size)

@@ -259,3 +259,73 @@ class _StreamDecoder(_DamageTracking):
         self._frames = None
         with _LOG.local():
             self._container.close()
+
+    # ---- a second demuxer for independent keyframe groups ---------------------------------------------------
+
+    def _group_plan(self, wanted: np.ndarray) -> tuple[list[int], list[int]] | None:
+        """Split sorted wanted frame indices into two runs of whole keyframe groups that decode about equally
+        long, or ``None`` when a second demuxer would not pay (one group, or one run far shorter than the other).
+
+        Decoding cost is counted in frames: from a group's keyframe to the last wanted frame in it.
+        """
+        if len(wanted) < 2 or len(self._key_pts) < 2:
+            return None
+        key_idx = np.searchsorted(self._pts, np.asarray(self._key_pts, np.int64))  # keyframes as frame indices
+        group = np.searchsorted(key_idx, wanted, side="right") - 1
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])  # first wanted of each group
+        if len(starts) < 2:
+            return None
+        ends = np.r_[starts[1:], len(wanted)]
+        cost = np.array([wanted[e - 1] - key_idx[max(group[b], 0)] + 1 for b, e in zip(starts, ends, strict=True)])
+        before = np.cumsum(cost)
+        total = int(before[-1])
+        # The second demuxer opens the file and seeks first (a few frames' worth of work).
+        extra = _OPEN_COST_FRAMES
+        best, k = min((max(int(before[j]), total - int(before[j]) + extra), j) for j in range(len(cost) - 1))
+        if best > _MIN_GAIN * total:
+            return None
+        cut = int(ends[k])
+        return [int(i) for i in wanted[:cut]], [int(i) for i in wanted[cut:]]
+
+    def _companion(self) -> _StreamDecoder:
+        """Another demuxer and decoder on this file that shares the packet index (no rescan, no peek)."""
+        other = _StreamDecoder.__new__(_StreamDecoder)
+        other.path = self.path
+        other._container = _open_container(self.path)
+        try:
+            s = other._container.streams.video[0]
+            other._stream = s
+            for name in ("_tb", "_has_audio", "_codec_name", "_pts", "_key_pts", "_skip_pts", "_scan_complete",
+                         "_scan_error", "_data_to_eof", "_declared_frames", "_last_duration", "_rotation",
+                         "_rotation_warning"):  # fmt: skip
+                setattr(other, name, getattr(self, name))
+            other._worker_threads = False  # no frame threading: FFmpeg logs on the calling thread only
+            other.frames_decoded = 0
+            other._failed_pts, other._concealed_pts, other._error_keys = set(), set(), set()
+            other._messages, other._lost = [], set()
+            other._count_messages = True
+            # Slice threads at most (frame threading would log from FFmpeg's threads, and is drained by seeks).
+            s.thread_type = "SLICE"
+            s.thread_count = self._stream.thread_count
+            other._wanted, other._frames, other._pos_pts = self._wanted, None, None
+        except BaseException:
+            other._close_container()
+            raise
+        return other
+
+    def _absorb(self, other: _StreamDecoder) -> None:
+        """Book a companion's decoding (frames decoded, damage) as this reader's."""
+        self.frames_decoded += other.frames_decoded
+        self._failed_pts |= other._failed_pts
+        self._concealed_pts |= other._concealed_pts
+        self._error_keys |= other._error_keys
+        self._lost |= other._lost
+        for m in other._messages:
+            if len(self._messages) < _MAX_MESSAGES and m not in self._messages:
+                self._messages.append(m)
+
+
+#: A second demuxer is used only when it cuts the decoding time (in frames) to this share of one demuxer's.
+_MIN_GAIN = 0.8
+#: What opening the file again and seeking costs, in frames of decoding.
+_OPEN_COST_FRAMES = 8

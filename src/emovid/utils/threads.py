@@ -1,0 +1,122 @@
+"""CPU threads for emovid's work: how many, and how they wait, chosen before torch starts its OpenMP runtime.
+
+torch runs its CPU operators on one OpenMP thread per core, and libgomp (the OpenMP runtime of torch's Linux
+wheels) lets idle threads *spin* for a while at every barrier before sleeping. On a quiet machine that shaves
+microseconds off each operator; next to any other busy process (a shared server, a cluster node, a second emovid
+run) it is ruinous: when one thread is pushed off its core, the others burn theirs spinning until it comes back,
+and a forward pass of many small operators slows many-fold (x3d_xs at batch 1: ~10x next to one busy loop on
+2 cores). ``bench/contention.py`` measures it.
+
+:func:`configure` sets, unless the user already did:
+
+* ``OMP_WAIT_POLICY=PASSIVE``: waiting threads sleep at once and give their core away, so a contended run slows in
+  proportion to the CPU it actually gets. An ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` already in the environment
+  is left as it is.
+* the thread count, when one is asked for (``threads=`` / ``emovid --threads N`` / ``EMOVID_THREADS=N``); otherwise
+  an ``OMP_NUM_THREADS`` already set is kept, else torch's own choice (one per physical core) stands.
+
+Both are read once, when torch loads libgomp, so :func:`configure` must run before the first ``import torch``.
+The ``emovid`` command does it first thing (flag ``--threads N``, environment ``EMOVID_THREADS``; set
+``OMP_WAIT_POLICY=ACTIVE`` to get libgomp's spinning back on a machine of your own). From Python::
+
+    from emovid.utils.threads import configure
+    configure()            # or configure(threads=4); before torch is imported (also indirectly)
+    import emovid, torch   # ...
+
+Called after torch is loaded, :func:`configure` can still set the thread count (``torch.set_num_threads``) but not
+the wait policy; it says so in the returned record (``"late": True``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+log = logging.getLogger(__name__)
+
+#: Environment variable with the thread count the ``emovid`` command uses (a positive integer).
+ENV_THREADS = "EMOVID_THREADS"
+#: What emovid sets ``OMP_WAIT_POLICY`` to when the environment does not say.
+WAIT_POLICY = "PASSIVE"
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. a cluster job's allocation)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def _parse_threads(value: int | str | None, where: str) -> int | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
+        return None
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1:
+        from emovid.errors import ConfigError
+
+        raise ConfigError(f"{where} must be a positive number of threads (or 'auto'), got {value!r}")
+    return n
+
+
+def configure(threads: int | str | None = None, wait_policy: str | None = None) -> dict:
+    """Choose emovid's CPU thread count and OpenMP wait policy (see the module notes). Idempotent.
+
+    Args:
+        threads: intra-op threads; ``None`` or ``"auto"``: ``$EMOVID_THREADS``, else an ``OMP_NUM_THREADS`` already
+            set, else torch's default.
+        wait_policy: ``"PASSIVE"`` or ``"ACTIVE"``; ``None``: ``$OMP_WAIT_POLICY`` when set (also when only
+            ``GOMP_SPINCOUNT`` is), else :data:`WAIT_POLICY`.
+
+    Returns:
+        ``{"threads": int|None, "threads_from": str, "wait_policy": str|None, "wait_from": str, "late": bool}``;
+        ``threads`` None means torch's default; ``late``: torch was already imported, the wait policy could not be
+        changed.
+
+    Raises:
+        emovid.errors.ConfigError: a thread count that is not a positive integer.
+    """
+    env = os.environ
+    late = "torch" in sys.modules
+    n = _parse_threads(threads, "--threads")
+    source = "argument"
+    if n is None:
+        n, source = _parse_threads(env.get(ENV_THREADS), ENV_THREADS), ENV_THREADS
+    if n is None and env.get("OMP_NUM_THREADS"):
+        source = "OMP_NUM_THREADS (kept)"
+    elif n is None:
+        source = "torch default"
+    if wait_policy is not None:
+        policy, wait_from = wait_policy.upper(), "argument"
+        if policy not in ("PASSIVE", "ACTIVE"):
+            from emovid.errors import ConfigError
+
+            raise ConfigError(f"wait policy must be PASSIVE or ACTIVE, got {wait_policy!r}")
+    elif env.get("OMP_WAIT_POLICY"):
+        policy, wait_from = env["OMP_WAIT_POLICY"], "OMP_WAIT_POLICY (kept)"
+    elif env.get("GOMP_SPINCOUNT"):
+        policy, wait_from = None, "GOMP_SPINCOUNT (kept)"
+    else:
+        policy, wait_from = WAIT_POLICY, "emovid default"
+    if not late:
+        if policy is not None:
+            env["OMP_WAIT_POLICY"] = policy
+        if n is not None:
+            # torch sizes its pool from OMP_NUM_THREADS when it starts; MKL's own pool likewise
+            env["OMP_NUM_THREADS"] = str(n)
+            env["MKL_NUM_THREADS"] = str(n)
+    else:
+        import torch
+
+        if n is not None and torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+        if policy is not None and env.get("OMP_WAIT_POLICY") != policy:
+            log.debug("torch is already imported: OMP_WAIT_POLICY=%s cannot take effect in this process", policy)
+    return {"threads": n, "threads_from": source, "wait_policy": policy, "wait_from": wait_from, "late": late}
+
+
+__all__ = ["ENV_THREADS", "WAIT_POLICY", "configure", "usable_cores"]
