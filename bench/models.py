@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         rows + [r for n, r in prev.items() if n not in measured and n in registered], key=lambda r: r["model"]
     )
 
-    cmp: dict = prev_cmp
+    cmp: dict = {**prev_cmp, "note": "from an earlier run (not remeasured)"} if "batches" in prev_cmp else prev_cmp
     if not args.no_compare and "x3d_s" in names:
         print("measuring x3d_s vs pytorchvideo ...", file=sys.stderr, flush=True)
         cmp = run_comparison(args.ref_python, args)

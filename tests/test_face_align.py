@@ -169,3 +169,25 @@ def test_analyze_with_the_full_mesh_follows_faces(tmp_path):
     from emovid.faces import iou_matrix
 
     assert np.diag(iou_matrix(np.array([f["box"] for f in faces], float), boxes)).min() > 0.75
+
+
+def test_frames_are_detected_in_batches_when_the_detector_is_on_a_gpu(tmp_path, monkeypatch):
+    from emovid.analyze import pipeline
+    from emovid.data.synth import render_video, sample_latent
+    from emovid.faces.detect import create_detector, detector_device
+
+    assert detector_device("blazeface", "cuda:1") == {"device": "cuda:1"} and detector_device("haar", "cuda") == {}
+    assert detector_device(None, "cpu") == {"device": "cpu"}  # the default detector is BlazeFace
+    video = render_video(sample_latent(0, 2), tmp_path / "face.mp4", size=128, fps=10, seconds=2)
+    clf = EmotionClassifier("fer_mini_xception")
+    opts = AnalyzeOptions(fps=5, progress=False)
+    det = create_detector("blazeface")
+    one = analyze_file(video, clf, opts, detector=det).result
+    calls = []
+    real = det.detect_batch
+    det.detect_batch = lambda frames: calls.append(len(frames)) or real(frames)
+    det.device = "cuda:0"  # a label only here: the network stays on the CPU
+    monkeypatch.setattr(pipeline, "GPU_DETECT_BATCH", 4)
+    batched = analyze_file(video, clf, opts, detector=det).result
+    assert calls == [4, 4, 2]  # 10 sampled frames
+    assert batched["frames"] == one["frames"] and batched["summary"] == one["summary"]

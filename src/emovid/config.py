@@ -13,6 +13,19 @@ import yaml
 from emovid.errors import ConfigError
 
 
+def default_of(cls: type, name: str) -> Any:
+    """The default of field ``name`` of the dataclass ``cls`` (a fresh value for ``default_factory`` fields).
+
+    Command-line options read their defaults from here, so a default is written once, in the dataclass.
+    """
+    f = cls.__dataclass_fields__[name]
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise ConfigError(f"{cls.__name__}.{name} has no default")
+
+
 class YamlConfig:
     """``from_yaml`` / ``from_dict`` / ``to_dict`` / ``save`` for flat dataclass configs (unknown keys rejected)."""
 

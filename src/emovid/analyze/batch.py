@@ -11,7 +11,7 @@ from emovid.analyze.inputs import InputItem, collect_inputs
 from emovid.analyze.pipeline import Analysis, AnalyzeOptions, analyze_file
 from emovid.engine import Input, Job, read_manifest
 from emovid.errors import ConfigError
-from emovid.faces.detect import create_detector
+from emovid.faces.detect import create_detector, detector_device
 
 
 class AnalyzeJob(Job):
@@ -38,7 +38,9 @@ class AnalyzeJob(Job):
         self.classifier = EmotionClassifier(
             self.model, pretrained=self.pretrained, device=str(device), align=self.opts.align, flip=self.opts.flip
         )
-        self.detector = create_detector(self.opts.detector, redetect_every=self.opts.redetect_every)
+        self.detector = create_detector(
+            self.opts.detector, redetect_every=self.opts.redetect_every, **detector_device(self.opts.detector, device)
+        )
         if self.opts.landmarks == "full":  # once per rank, not per input: it loads the face-mesh weights
             from emovid.faces.facemesh import FaceMesh
 

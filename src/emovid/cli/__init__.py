@@ -15,6 +15,7 @@ then slows in proportion to the CPU it gets instead of many-fold (``bench/conten
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import traceback
@@ -83,12 +84,8 @@ def _load_commands() -> None:
         "data", "models", "weights", "train", "extract", "predict", "pretrain", "retrieval", "captions", "faces",
         "analyze",
     )  # fmt: skip
-    for name in groups:
-        try:
-            __import__(f"emovid.cli.{name}")
-        except ModuleNotFoundError as e:  # a command group that is not part of this build yet
-            if e.name != f"emovid.cli.{name}":
-                raise
+    for name in groups:  # every group ships with the package: an import error is a bug and must surface
+        importlib.import_module(f"emovid.cli.{name}")
 
 
 def err(message: str) -> None:

@@ -44,6 +44,7 @@ __all__ = [
     "FaceDetector",
     "DEFAULT_DETECTOR",
     "HaarFaceDetector",
+    "detector_device",
     "TrackingDetector",
     "create_detector",
     "iou_matrix",
@@ -344,6 +345,14 @@ DETECTORS: dict[str, dict] = {
 #: 0.75/0.69/0.81 vs 0.75/0.19/0.19 upright / 30 / 45 degrees, no false boxes vs 12; 618 vs 567 of 620 labelled
 #: face photos; BENCHMARKS.md "detectors" and "expressions_real").
 DEFAULT_DETECTOR = "blazeface"
+
+
+def detector_device(spec: str | FaceDetector | None, device: object) -> dict:
+    """``{"device": ...}`` for presets whose network can run on ``device`` (BlazeFace), else ``{}`` (CPU-only ones)."""
+    if not isinstance(spec, str) and spec is not None:
+        return {}
+    name = (spec or DEFAULT_DETECTOR).partition(":")[0]
+    return {"device": str(device)} if DETECTORS.get(name, {}).get("type") == "blazeface" else {}
 
 
 def create_detector(

@@ -226,10 +226,10 @@ class FacesEmbedJob(Job):
         return (self.out / f"{item.path.stem}.pt").exists()
 
     def setup(self, device) -> None:
-        from emovid.faces.detect import create_detector
+        from emovid.faces.detect import create_detector, detector_device
 
         self.embedder = FaceEmbedder(self.model, self.pretrained, str(device))
-        self.detector = create_detector(self.detector_spec)
+        self.detector = create_detector(self.detector_spec, **detector_device(self.detector_spec, device))
 
     def process(self, item: Input, loaded) -> dict:
         assert self.embedder is not None

@@ -33,12 +33,11 @@ def _import_families() -> None:
     global _imported
     if _imported:
         return
+    # Every family is part of the package: a failing import (ours or a required dependency's) is a bug or a
+    # broken install and must surface, never shrink the registry silently. Optional third-party packages are
+    # imported inside the functions that need them.
     for fam in FAMILIES:
-        try:
-            importlib.import_module(f"emovid.models.{fam}")
-        except ModuleNotFoundError as e:
-            if e.name != f"emovid.models.{fam}":
-                raise
+        importlib.import_module(f"emovid.models.{fam}")
     _imported = True
 
 
