@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, md_table, timeit  # noqa: E402
+from _common import LOAD_LIMIT, OTHERS_LIMIT, RESULTS, md_table, timeit  # noqa: E402
 
 X3D_S_REF = {"input_clip_length": 13, "input_crop_size": 160}
 X3D_S_SHAPE = (3, 13, 160, 160)
@@ -214,7 +214,8 @@ def measure_model(name: str, batches: list[int], repeat: int, warmup: int) -> di
 
 
 def _markdown(rows: list[dict], batches: list[int], cmp: dict, args) -> str:
-    cols = ["model", "params_m", "clip", "gflops"] + [f"b{b}_ms" for b in batches] + ["load_1m", "under_load"]
+    cols = ["model", "params_m", "clip", "gflops"] + [f"b{b}_ms" for b in batches]
+    cols += ["load_1m", "others_cores", "under_load"]
     lines = [
         "## Model zoo: size, FLOPs and CPU forward latency",
         "",
@@ -224,7 +225,10 @@ def _markdown(rows: list[dict], batches: list[int], cmp: dict, args) -> str:
         f"({args.repeat} runs after {args.warmup} warm-up; OMP_WAIT_POLICY "
         f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}). A busy machine inflates these absolute times (see the load "
         "line below; rerun a run marked as taken under load on a quiet machine); the side-by-side ratio below is "
-        "measured alternately in one process and is the robust figure.",
+        "measured alternately in one process and is the robust figure. Per row: load_1m, the 1-min load average "
+        "when the row started (it includes this bench's own earlier rows); others_cores, the CPU other processes "
+        f"used while the row was measured; under_load: others_cores > {OTHERS_LIMIT} x cores (or, for rows kept "
+        f"from a run that did not record it, that run's starting load > {LOAD_LIMIT} x cores).",
         "",
         md_table(rows, cols),
         "",
@@ -280,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         _worker(args)
         return 0
 
-    from _common import LOAD, refuse_if_loaded, write_results
+    from _common import LOAD, LoadMonitor, refuse_if_loaded, write_results
     from emovid.models import list_models
 
     refuse_if_loaded(args.refuse_under_load or None)
@@ -296,13 +300,18 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in names:
         print(f"measuring {name} ...", file=sys.stderr, flush=True)
-        load_1m = round(os.getloadavg()[0], 2)  # per row: a filtered rerun keeps older rows, with their load
+        # Per row (a filtered rerun keeps older rows): the 1-min load at its start (which includes this bench's own
+        # earlier rows) and the CPU other processes used while it was measured, which marks it.
+        load_1m, mon = round(os.getloadavg()[0], 2), LoadMonitor()
         try:
             row = measure_model(name, args.batch_list, args.repeat, args.warmup)
         except Exception as e:  # one broken model should not hide the others' figures
             row = {"model": name, "error": f"{type(e).__name__}: {e}"}
+        others = mon.others_cores()
         row["load_1m"] = load_1m
-        row["under_load"] = "yes" if load_1m > 0.5 * LOAD.cores else "no"
+        row["others_cores"] = None if others is None else round(others, 2)
+        busy = others > OTHERS_LIMIT * LOAD.cores if others is not None else load_1m > LOAD_LIMIT * LOAD.cores
+        row["under_load"] = "yes" if busy or (len(rows) == 0 and LOAD.loaded_at_start()) else "no"
         print(json.dumps(row), flush=True)
         rows.append(row)
 

@@ -1,4 +1,4 @@
-"""Few labels: valence/arousal CCC after self-supervised pretraining (BYOL / DINO) vs from random init (seed 003).
+"""Few labels: valence/arousal CCC after self-supervised pretraining (BYOL / DINO) vs from random init (VAERR).
 
 Setup (all on ``emovid synth`` data, CPU):
 
@@ -32,6 +32,7 @@ import torch  # noqa: E402
 
 from _common import md_table, write_results  # noqa: E402
 from emovid.config import TrainConfig  # noqa: E402
+from emovid.models.base import pooled  # noqa: E402
 
 PRETEXT_MODEL = "test_resnet18_3dstem"
 DOWNSTREAM_MODEL = "test_resnet18_3dstem_gru"
@@ -103,7 +104,7 @@ def ridge_probe(weights: str | None, labelled: Path, heldout: Path, video_root: 
         for rec in read_va_csv(str(path), str(video_root)):
             clip, times = loader(rec)
             with torch.no_grad():
-                xs.append(model.forward_features(clip[None])[0].numpy())
+                xs.append(pooled(model, clip[None])[0].numpy())
             v, a = rec.at(times)
             ys.append([float(np.mean(v)), float(np.mean(a))])
         sets.append((np.asarray(xs), np.asarray(ys)))
@@ -278,7 +279,7 @@ def main() -> None:
         + (f"{v['seconds'] / 60:.1f} min" if v["seconds"] is not None else "reused from an earlier run of this script")
         for m, v in pretext.items()
     )
-    md = f"""## Self-supervised pretraining with few labels (seed 003): valence/arousal CCC, pretrained vs random init
+    md = f"""## Self-supervised pretraining with few labels (VAERR): valence/arousal CCC, pretrained vs random init
 
 `python bench/pretrain.py --videos {args.videos} --labelled {args.labelled} --methods {args.methods} \
 --pretrain-epochs {args.pretrain_epochs} --pretrain-batch-size {args.pretrain_batch_size} \

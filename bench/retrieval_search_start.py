@@ -1,4 +1,4 @@
-"""Start-up cost of ``emovid search`` (zero-shot index): the query encoder before and after issue 20's item 5.
+"""Start-up cost of ``emovid search`` (zero-shot index): the query encoder before and after the NumPy text path.
 
 Each measurement is a fresh Python process (as a shell user runs ``emovid search``), timed from the command line
 to the printed results, over the same small zero-shot index:

@@ -1,4 +1,5 @@
-"""Seed 002's retrieval variants side by side: the emotion term in the text, in a cross-attention encoder, in the video.
+"""Emotion-aware CLIP-ViP retrieval variants side by side: the emotion term in the text, in a cross-attention
+encoder, in the video.
 
 Each variant trains the same video backbone + tiny CLIP text tower on the same ``emovid synth`` videos and
 captions with the same budget (epochs, batch, learning rate, seed, split), then its
@@ -7,7 +8,7 @@ emotion term and without it (caption emotion vector zeroed; for ``video_emotion=
 emotion term left out). Variants:
 
 * ``none`` — no emotion term (the baseline every other row is compared with);
-* ``add`` — seed 002: the caption's emotion embedding added to every token;
+* ``add`` — the CLIP-ViP recipe: the caption's emotion embedding added to every token;
 * ``concat`` — ``[token, emotion]`` through a linear layer;
 * ``xattn`` — a separate emotion encoder cross-attending with the text tokens and the video embedding;
 * ``video-head`` — emotion read from the video (a trained 8-emotion head) added to the video embedding;
@@ -122,7 +123,7 @@ def main() -> None:
         else f"weights: {args.pretrained or 'default'}"
     )
     md = (
-        "### Retrieval variants (seed 002's future work), synthetic captions\n\n"
+        "### Retrieval variants (the CLIP-ViP recipe's future work), synthetic captions\n\n"
         f"Each variant: video backbone `{args.model}` ({backbone_note}) + tiny CLIP text tower (random init), "
         f"trained on the same {args.videos} "
         f"`emovid synth` videos ({n} held out for validation, chance R@1 = {1 / n:.3f}, chance median rank "

@@ -116,7 +116,7 @@ def render(results: dict) -> str:
         "`clip` = frames x stride per clip. Best validation epoch; `test` = the dataset's own test split where it "
         "has one (VCE test labels, V2V test/listwise comparisons).\n\n"
         + md_table(rows, ["task", "model", "videos", "clip", "epochs", "minutes", *cols, "test"])
-        + "\n\nGoals (issue 5): "
+        + "\n\nGoals: "
         + "; ".join(goals)
         + "."
     )

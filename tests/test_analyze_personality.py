@@ -1,4 +1,4 @@
-"""`emovid analyze --checkpoint`: seed 001's traits for a new video, embedded the way the training data was."""
+"""`emovid analyze --checkpoint`: EmoNeXt-sequence traits for a new video, embedded like the training data."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``emovid captions label``: NRC affect counts of captions in seed 002's record form."""
+"""``emovid captions label``: NRC affect counts of captions in the CLIP-ViP recipe's record form."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from emovid.data.readers.captions import CAPTION_FIELDS
 
 pytest.importorskip("nrclex")
 
-#: Seed 002's sample record, as printed in the seed notebook.
+#: The CLIP-ViP recipe's sample record, as printed in the original recipe notebook.
 SEED_RECORD = {
     "video": "video7112.mp4",
     "video_id": "video7112",

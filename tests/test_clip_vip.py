@@ -15,6 +15,7 @@ import torch
 
 from emovid.errors import ModelError
 from emovid.models import create_model, get_model_entry, list_models, model_info
+from emovid.models.base import pooled
 from emovid.models.clip_vip import CLIPViP, _filter_clip_vip, frame_attention_mask, load_clip_text_model
 from emovid.models.hub import load_pretrained, load_state_dict
 from emovid.video.transforms import CLIP_MEAN, CLIP_STD
@@ -57,7 +58,7 @@ def test_registered_names_and_pretrained_cfg():
 def test_tiny_forward_backward():
     model = create_model("test_clip_vip", num_classes=5)
     x = _video()
-    assert model.forward_features(x).shape == (2, 24)
+    assert pooled(model, x).shape == (2, 24)
     out = model(x)
     assert out.shape == (2, 5)
     out.sum().backward()
@@ -65,7 +66,7 @@ def test_tiny_forward_backward():
     assert emb.added_cls.grad is not None and emb.temporal_embedding.grad is not None
     assert all(p.grad is not None for p in model.parameters())
     # any clip length works: the 3 temporal rows are interpolated
-    assert model.forward_features(_video(t=5)).shape == (2, 24)
+    assert pooled(model, _video(t=5)).shape == (2, 24)
 
 
 def test_frame_attention_mask_matrix():
@@ -133,7 +134,7 @@ def test_clip_vip_matches_reference_outputs(tmp_path):
             x = video.transpose(1, 2)  # reference takes [B, T, C, H, W]
             hidden, _ = model.forward_tokens(x)
             assert (hidden - ref["outputs"][t]["last_hidden_state"]).abs().max() < 1e-5
-            assert (model.forward_features(x) - ref["outputs"][t]["image_embeds"]).abs().max() < 1e-5
+            assert (pooled(model, x) - ref["outputs"][t]["image_embeds"]).abs().max() < 1e-5
 
 
 @pytest.mark.parametrize("patch", [32, 16])
@@ -191,9 +192,9 @@ def test_hf_clip_folder_loads_vision_weights_and_reduces_to_clip(tmp_path):
     plain = create_model("test_clip_vip", pretrained=f"local-dir:{folder}", num_proxies=0).eval()
     x = _video(t=1)
     with torch.no_grad():
-        assert (plain.forward_features(x) - _clip_image_embeds(hf, x[:, :, 0])).abs().max() <= 1e-5
+        assert (pooled(plain, x) - _clip_image_embeds(hf, x[:, :, 0])).abs().max() <= 1e-5
         # with proxies the embedding differs from CLIP's, but not by much at initialisation
-        cos = torch.cosine_similarity(model.forward_features(x), _clip_image_embeds(hf, x[:, :, 0]))
+        cos = torch.cosine_similarity(pooled(model, x), _clip_image_embeds(hf, x[:, :, 0]))
         assert cos.min() > 0.9
 
 
@@ -202,7 +203,7 @@ def test_hf_vision_with_projection_folder_reduces_to_image_embeds(tmp_path):
     model = create_model("test_clip_vip", pretrained=f"local-dir:{folder}", num_proxies=0).eval()
     x = _video(t=1, seed=3)
     with torch.no_grad():
-        assert (model.forward_features(x) - hf(pixel_values=x[:, :, 0]).image_embeds).abs().max() <= 1e-5
+        assert (pooled(model, x) - hf(pixel_values=x[:, :, 0]).image_embeds).abs().max() <= 1e-5
 
 
 def test_hf_vision_model_folder_keeps_its_own_projection(tmp_path, caplog):
@@ -211,8 +212,8 @@ def test_hf_vision_model_folder_keeps_its_own_projection(tmp_path, caplog):
     assert "no visual_projection" in caplog.text
     x = _video(t=1)
     with torch.no_grad():
-        pooled = hf(pixel_values=x[:, :, 0]).pooler_output
-        assert (model.forward_features(x) - model.visual_projection(pooled)).abs().max() <= 1e-5
+        cls_out = hf(pixel_values=x[:, :, 0]).pooler_output
+        assert (pooled(model, x) - model.visual_projection(cls_out)).abs().max() <= 1e-5
 
 
 def test_hf_clip_folder_of_another_architecture_is_refused(tmp_path):

@@ -16,6 +16,7 @@ import torch
 
 from emovid.errors import ModelError
 from emovid.models import create_model, create_transform
+from emovid.models.base import pooled
 from emovid.models.emonext import emonext_filter_fn
 
 FIX = Path(__file__).parent / "fixtures" / "emonext_keys"
@@ -56,17 +57,17 @@ def test_shapes_frames_and_backward():
     m = create_model("test_emonext", num_classes=7)
     x = torch.rand(2, 3, 64, 64)
     assert m.num_features == 64
-    assert m.forward_features(x).shape == (2, 64) and m(x).shape == (2, 7)
+    assert pooled(m, x).shape == (2, 64) and m(x).shape == (2, 7)
     clip = torch.rand(2, 3, 4, 64, 64)  # [B, C, T, H, W]: T face crops
     m.eval()
     with torch.no_grad():
         frames = m.forward_frames(clip)
         assert frames.shape == (2, 4, 64)
-        torch.testing.assert_close(frames[1, 2], m.forward_features(clip[:, :, 2])[1], atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(m.forward_features(clip), frames.mean(1))
+        torch.testing.assert_close(frames[1, 2], pooled(m, clip[:, :, 2])[1], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(pooled(m, clip), frames.mean(1))
     m.train()
-    feats = m.forward_features(x)
-    loss = torch.nn.functional.cross_entropy(m.forward_head(feats), torch.tensor([1, 3])) + m.attention_loss(feats)
+    feats = pooled(m, x)
+    loss = torch.nn.functional.cross_entropy(m.get_classifier()(feats), torch.tensor([1, 3])) + m.attention_loss(feats)
     loss.backward()
     no_grad = [n for n, p in m.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     # EmoNeXt only uses the attention *weights* (regulariser); the attended values feed nothing, as in the reference
@@ -90,7 +91,7 @@ def test_grayscale_input_like_emonext_preprocessing():
     rgb = torch.rand(1, 3, 64, 64)
     luma = (0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]).unsqueeze(1).expand(-1, 3, -1, -1)
     with torch.no_grad():
-        torch.testing.assert_close(m.forward_features(rgb), m.forward_features(luma))
+        torch.testing.assert_close(pooled(m, rgb), pooled(m, luma))
     cfg = m.pretrained_cfg
     assert cfg.num_frames == 1 and cfg.face_crop and cfg.mean == (0.0, 0.0, 0.0)
     out = create_transform(m)(torch.rand(3, 1, 80, 100))
@@ -133,7 +134,7 @@ def test_hf_folder_trunk_matches_transformers(tmp_path):
     x = torch.rand(2, 3, 64, 64)
     m.eval()
     with torch.no_grad():
-        torch.testing.assert_close(m.forward_features(x), hf.convnext(x).pooler_output, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(pooled(m, x), hf.convnext(x).pooler_output, atol=1e-5, rtol=1e-4)
     # with the ImageNet head kept (same class count) the logits match too
     m5 = create_model(
         "test_emonext", pretrained=f"local-dir:{tmp_path / 'hf'}", num_classes=5, se_reduction=0, grayscale=False
@@ -187,10 +188,10 @@ def test_emonext_reference_layout_reproduces_reference_outputs(tmp_path):
     m64 = copy.deepcopy(m).double()
     x = formula_input((2, 3, 224, 224), seed=0)
     with torch.no_grad():
-        feats = m.forward_features(x)
-        logits = m.forward_head(feats)
-        feats64 = m64.forward_features(x.double())
-        logits64 = m64.forward_head(feats64)
+        feats = pooled(m, x)
+        logits = m.get_classifier()(feats)
+        feats64 = pooled(m64, x.double())
+        logits64 = m64.get_classifier()(feats64)
     for name, ours, exact in (("features", feats, feats64), ("logits", logits, logits64)):
         err32 = (ours.double() - exact).abs().max().item()
         scale = exact.abs().max().item()
@@ -239,7 +240,7 @@ def test_timm_layout_reproduces_timm_features():
     x = formula_input((2, 3, 64, 64), seed=1)
     with torch.no_grad():
         torch.testing.assert_close(
-            m.forward_features(x).flatten(), torch.tensor(data["reference_output"]["pre_logits"]), atol=1e-4, rtol=1e-4
+            pooled(m, x).flatten(), torch.tensor(data["reference_output"]["pre_logits"]), atol=1e-4, rtol=1e-4
         )
 
 

@@ -23,6 +23,7 @@ from emovid.extract import (
     read_manifest,
 )
 from emovid.models import create_model, create_transform
+from emovid.models.base import pooled
 from emovid.utils.io import read_jsonl
 from emovid.video import read_frames, sliding_window_indices, uniform_indices, write_video
 from emovid.video.transforms import to_tensor
@@ -93,7 +94,7 @@ def sliding_clips(path: Path) -> list[list[int]]:
 
 @torch.inference_mode()
 def reference(model, path: Path) -> torch.Tensor:
-    return model.forward_features(reference_clips(model, path, sliding_clips(path)))
+    return pooled(model, reference_clips(model, path, sliding_clips(path)))
 
 
 def run_cli(*args: str, workers: int = 0) -> int:
@@ -203,7 +204,7 @@ def test_uniform_clips_and_single_frame_model(video_root, tmp_path):
     assert d["emb"].shape == (5, 64) and d["length"] == 5
     x = reference_clips(emonext, video_root / "00000.mp4", [[i] for i in uniform_indices(15, 5)])
     with torch.inference_mode():
-        ref = emonext.forward_features(x[:, :, 0])
+        ref = pooled(emonext, x[:, :, 0])
     torch.testing.assert_close(d["emb"], ref, atol=1e-5, rtol=0)
 
 
@@ -364,7 +365,7 @@ def test_checkpoint_folder(video_root, tmp_path, capsys):
 
 
 def _csv_list(tmp_path: Path) -> Path:
-    p = tmp_path / "intensity.csv"  # seed 000's label CSV doubles as a list
+    p = tmp_path / "intensity.csv"  # RankNet-X3D's label CSV doubles as a list
     p.write_text("video_path,intensity_score\n00000.mp4,0.5\nsub/deeper/00002.mp4,0.1\n")
     return p
 

@@ -1,4 +1,4 @@
-"""Seed 001 heads (MOSEI emotion distribution, FIV2 personality) on face-embedding sequences."""
+"""The EmoNeXt recipe heads (MOSEI emotion distribution, FIV2 personality) on face-embedding sequences."""
 
 from __future__ import annotations
 

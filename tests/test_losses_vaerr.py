@@ -1,4 +1,4 @@
-"""VAERR's ten losses (seed 003) against their formulas, computed here by hand in plain Python on fixed numbers."""
+"""VAERR's ten losses (VAERR) against their formulas, computed here by hand in plain Python on fixed numbers."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from emovid.models import (
     list_models,
     model_info,
 )
+from emovid.models.base import pooled
 from emovid.models.hub import download_url, load_state_dict, resolve
 from emovid.video.transforms import to_tensor
 
@@ -65,11 +66,11 @@ def test_tiny_embedding_shape_and_feature_extractor(name):
     assert isinstance(model.num_features, int) and model.num_features > 0
     x = example_input(model.pretrained_cfg, 2)
     with torch.no_grad():
-        emb = model.forward_features(x)
+        emb = pooled(model, x)
         assert emb.shape == (2, model.num_features)
         torch.testing.assert_close(model(x), emb)  # num_classes=0: forward returns the embedding
         # eval mode is deterministic and batch-independent
-        torch.testing.assert_close(model.forward_features(x[:1]), emb[:1], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(pooled(model, x[:1]), emb[:1], atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("name", TINY)
@@ -88,7 +89,7 @@ def test_transform_follows_pretrained_cfg_and_feeds_the_model(name):
     torch.testing.assert_close(clip.mean(dim=(1, 2, 3)), expect.expand(clip.shape[0]), atol=1e-4, rtol=0)
     batch = clip.unsqueeze(0) if cfg.num_frames > 1 else clip[:, 0].unsqueeze(0)
     with torch.no_grad():
-        assert model.forward_features(batch).shape == (1, model.num_features)
+        assert pooled(model, batch).shape == (1, model.num_features)
     # training transform: random crop of the same size from the configured short side
     train = create_transform(model, train=True, generator=torch.Generator().manual_seed(0))(to_tensor(raw))
     assert train.shape == clip.shape
@@ -274,7 +275,7 @@ def test_tiny_checkpoint_round_trip_with_size_mismatch(name, tmp_path):
     # only classifier tensors may be skipped (reported as mismatched, or dropped by the family's filter_fn)
     assert not rep.unexpected and set(rep.missing) | {m[0] for m in rep.mismatched} <= head_keys
     with torch.no_grad():
-        torch.testing.assert_close(other.forward_features(x), model.forward_features(x))
+        torch.testing.assert_close(pooled(other, x), pooled(model, x))
         assert other(x).shape == (1, 2)
 
 

@@ -460,7 +460,7 @@ def test_captions_sniffing_skips_a_bom(clean, tmp_path):
     task = get_task("retrieval")(TrainConfig(task="retrieval", data=str(bom), video_root=str(clean / "videos")))
     task.load()
     recs = task.train_records + task.val_records
-    assert recs and all(r.plutchik for r in recs)  # read as seed-002 emotion captions, not as MSR-VTT
+    assert recs and all(r.plutchik for r in recs)  # read as emotion-caption emotion captions, not as MSR-VTT
     assert check_labels("captions", bom, video_root=clean / "videos", probe_videos=False).ok
 
 

@@ -15,6 +15,7 @@ import torch
 
 from emovid.errors import ModelError
 from emovid.models import create_model
+from emovid.models.base import pooled
 from emovid.models.resnet3d_gru import vaerr_filter_fn
 
 FIX = Path(__file__).parent / "fixtures" / "vaerr_keys"
@@ -50,16 +51,16 @@ def test_tiny_shapes_and_head():
     gru = create_model("test_resnet18_3dstem_gru").eval()
     assert gru.num_features == 16  # 2 directions x 8 hidden
     assert gru.forward_sequence(x).shape == (2, 5, 16)
-    assert gru.forward_features(x).shape == (2, 16)
+    assert pooled(gru, x).shape == (2, 16)
     assert torch.allclose(gru(x), gru.forward_sequence(x).mean(1), atol=1e-6)  # no head: embedding
     front = create_model("test_resnet18_3dstem").eval()
     assert front.num_features == 32
     assert front.forward_sequence(x).shape == (2, 5, 32)
-    torch.testing.assert_close(front.forward_features(x), front.forward_sequence(x).mean(1))
+    torch.testing.assert_close(pooled(front, x), front.forward_sequence(x).mean(1))
     cls = create_model("test_resnet18_3dstem_gru", num_classes=2).eval()
     assert cls(x).shape == (2, 2)
     # per-frame valence/arousal: the head applies to every frame
-    assert cls.forward_head(cls.forward_sequence(x)).shape == (2, 5, 2)
+    assert cls.get_classifier()(cls.forward_sequence(x)).shape == (2, 5, 2)
 
 
 def test_time_axis_keeps_its_length_and_full_size_dims():
@@ -78,10 +79,10 @@ def test_lengths_ignore_padding():
     padded = torch.cat([a, torch.cat([b, torch.zeros(1, 1, 2, 32, 32)], 2)])
     with torch.no_grad():
         seq = m.forward_sequence(padded, lengths=torch.tensor([6, 4]))
-        feats = m.forward_features(padded, lengths=torch.tensor([6, 4]))
+        feats = pooled(m, padded, lengths=torch.tensor([6, 4]))
         torch.testing.assert_close(seq[1, :4], m.forward_sequence(b)[0], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(seq[0], m.forward_sequence(a)[0], atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(feats[1], m.forward_features(b)[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(feats[1], pooled(m, b)[0], atol=1e-5, rtol=1e-5)
         assert torch.all(seq[1, 4:] == 0)
 
 
@@ -91,15 +92,15 @@ def test_rgb_clip_into_greyscale_model_uses_luma():
     rgb = torch.rand(1, 3, 3, 32, 32)
     grey = (0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]).unsqueeze(1)
     with torch.no_grad():
-        torch.testing.assert_close(m.forward_features(rgb), m.forward_features(grey))
+        torch.testing.assert_close(pooled(m, rgb), pooled(m, grey))
     with pytest.raises(ModelError, match=r"\[B, C, T, H, W\]"):
-        m.forward_features(torch.rand(1, 3, 32, 32))
+        pooled(m, torch.rand(1, 3, 32, 32))
 
 
 def test_gradients_reach_every_parameter():
     torch.manual_seed(3)
     m = create_model("test_resnet18_3dstem_gru", num_classes=2, relu_type="prelu").train()
-    out = m.forward_head(m.forward_sequence(torch.randn(2, 1, 4, 32, 32)))
+    out = m.get_classifier()(m.forward_sequence(torch.randn(2, 1, 4, 32, 32)))
     out.pow(2).mean().backward()
     missing = [n for n, p in m.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing
@@ -119,7 +120,7 @@ def test_vaerr_layout_loads_strictly_and_matches_reference_outputs(vaerr_sd, tmp
     x = torch.randn((1, 5, 88, 88), generator=torch.Generator().manual_seed(0)).unsqueeze(1)  # [B, T, H, W] -> C=1
     with torch.no_grad():
         frames = m.frame_embeddings(x)
-        logits = m.forward_head(m.forward_sequence(x))
+        logits = m.get_classifier()(m.forward_sequence(x))
     assert list(logits.shape) == ref["gru_fc_shape"]
     torch.testing.assert_close(logits.flatten(), torch.tensor(ref["gru_fc"]), atol=2e-5, rtol=1e-4)
     torch.testing.assert_close(frames[0, :, :8].flatten(), torch.tensor(ref["trunk_first8"]), atol=2e-5, rtol=1e-4)
@@ -205,8 +206,8 @@ def test_one_channel_stem_into_rgb_model_gives_same_features():
     clip = torch.rand(1, 1, 4, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(
-            rgb_model.forward_features(clip.expand(-1, 3, -1, -1, -1)),
-            grey_model.forward_features(clip),
+            pooled(rgb_model, clip.expand(-1, 3, -1, -1, -1)),
+            pooled(grey_model, clip),
             atol=1e-5,
             rtol=1e-5,
         )

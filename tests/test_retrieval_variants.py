@@ -1,4 +1,4 @@
-"""Retrieval model variants of seed 002's future work: cross-attention emotion encoder, emotion read from the video.
+"""Emotion-aware retrieval variants (future work of the original): a cross-attention emotion encoder, video emotions.
 
 Fast: the variants train on cached "video features" made from the latents of ``emovid synth`` videos (emotion,
 intensity, arousal) against the real synthetic captions, through the task's own loss; one short end-to-end run

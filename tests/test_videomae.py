@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from emovid.errors import ModelError, WeightsUnavailableError
 from emovid.models import create_model, get_model_entry, list_models, model_info
+from emovid.models.base import pooled
 from emovid.models.hub import download_url, load_pretrained, load_state_dict, resolve
 from emovid.models.videomae import VideoMAE, _filter_videomae, convert_videomae_state_dict
 from emovid.video.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -87,7 +88,7 @@ def test_tiny_forward_backward_and_embedding_definition():
     x = _clip()
     tokens = model.forward_tokens(x)
     assert tokens.shape == (2, (4 // 2) * 2 * 2, 32)  # T/tubelet * (H/16) * (W/16) tokens
-    feats = model.forward_features(x)
+    feats = pooled(model, x)
     assert torch.allclose(feats, model.fc_norm(tokens.mean(1)))
     logits = model(x)
     assert logits.shape == (2, 3)
@@ -161,7 +162,7 @@ def test_official_conversion_matches_reference_outputs(tmp_path):
     model = VideoMAE(16, 2, 2, num_frames=4, num_classes=5, **geometry).eval()
     load_pretrained(model, str(ft_file), filter_fn=_filter_videomae)
     with torch.no_grad():
-        assert (model.forward_features(ref["input"]) - ref["finetune_features"]).abs().max() < 1e-5
+        assert (pooled(model, ref["input"]) - ref["finetune_features"]).abs().max() < 1e-5
         assert (model(ref["input"]) - ref["finetune_logits"]).abs().max() < 1e-5
 
     pre_file = tmp_path / "pre.pth"
@@ -173,9 +174,7 @@ def test_official_conversion_matches_reference_outputs(tmp_path):
         tokens = model.forward_tokens(ref["pretrain_input"])
         normed = F.layer_norm(tokens, (16,), psd["encoder.norm.weight"], psd["encoder.norm.bias"], 1e-6)
         assert (normed - ref["pretrain_encoder_tokens"]).abs().max() < 1e-5
-        assert torch.allclose(
-            model.forward_features(ref["pretrain_input"]), F.layer_norm(tokens.mean(1), (16,), eps=1e-6)
-        )
+        assert torch.allclose(pooled(model, ref["pretrain_input"]), F.layer_norm(tokens.mean(1), (16,), eps=1e-6))
 
 
 def test_unsupported_official_variants_are_refused():
@@ -209,7 +208,7 @@ def test_hf_classification_folder_matches_transformers(tmp_path):
     with torch.no_grad():
         pv = x.transpose(1, 2)
         ref_feats = hf.fc_norm(hf.videomae(pv).last_hidden_state.mean(1))
-        assert (model.forward_features(x) - ref_feats).abs().max() <= 1e-5
+        assert (pooled(model, x) - ref_feats).abs().max() <= 1e-5
         assert (model(x) - hf(pixel_values=pv).logits).abs().max() <= 1e-5
     # as a feature extractor the Kinetics head is simply left out; another class count keeps a new head
     assert create_model("test_videomae", pretrained=f"local-dir:{folder}").load_report.ok

@@ -16,6 +16,7 @@ import torch
 
 from emovid.errors import ModelError, WeightsUnavailableError
 from emovid.models import create_model, create_transform
+from emovid.models.base import pooled
 from emovid.video.transforms import to_tensor
 
 FIXTURES = Path(__file__).parent / "fixtures" / "x3d_keys"
@@ -85,7 +86,7 @@ def test_feature_extractor_and_new_classifier_from_kinetics_checkpoint(tmp_path)
     assert torch.equal(feat.state_dict()["blocks.5.pool.post_conv.weight"], sd["blocks.5.pool.post_conv.weight"])
     x = torch.randn(1, 3, 4, 64, 64)
     with torch.no_grad():
-        assert torch.equal(feat(x), feat.forward_features(x))  # no classifier: forward = features
+        assert torch.equal(feat(x), pooled(feat, x))  # no classifier: forward = features
 
     torch.manual_seed(0)
     seven = create_model("x3d_s", pretrained=str(path), num_classes=7)
@@ -114,7 +115,7 @@ def test_outputs_equal_pytorchvideo_reference():
     assert float(x.sum()) == pytest.approx(ref["input_sum"], abs=4 * 2.0**-23 * float(x.abs().sum()))
     x = x.float()
     with torch.no_grad():
-        feats = model.forward_features(x)
+        feats = pooled(model, x)
         logits = model(x)
     assert feats.shape == (1, 2048) and (feats > 0).any()
     torch.testing.assert_close(feats, ref["features"], atol=1e-4, rtol=1e-4)
@@ -130,11 +131,11 @@ def test_adaptive_pool_matches_fixed_kernel_pool_at_native_size_and_accepts_any_
         pool = model.blocks[5].pool
         fmap = pool.pre_act(pool.pre_norm(pool.pre_conv(model.forward_trunk(x))))
         # pytorchvideo: AvgPool3d(kernel=(T, ceil(H/32), ceil(W/32)), stride=1) then the 1x1x1 post_conv
-        pooled = torch.nn.functional.avg_pool3d(fmap, (4, 1, 1), stride=1)
-        expected = torch.relu(pool.post_conv(pooled)).flatten(1)
-        torch.testing.assert_close(model.forward_features(x), expected)
+        avg = torch.nn.functional.avg_pool3d(fmap, (4, 1, 1), stride=1)
+        expected = torch.relu(pool.post_conv(avg)).flatten(1)
+        torch.testing.assert_close(pooled(model, x), expected)
         for shape in [(1, 3, 7, 48, 80), (1, 3, 1, 33, 33), (3, 3, 16, 64, 32)]:
-            assert model.forward_features(torch.randn(shape)).shape == (shape[0], 32)
+            assert pooled(model, torch.randn(shape)).shape == (shape[0], 32)
 
 
 def test_channels_last_is_only_a_speed_choice():
@@ -144,7 +145,7 @@ def test_channels_last_is_only_a_speed_choice():
     b.load_state_dict(a.state_dict())
     x = torch.randn(2, 3, 4, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(a.forward_features(x), b.forward_features(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(pooled(a, x), pooled(b, x), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -78,7 +78,7 @@ class TrainConfig(YamlConfig):
     """
 
     task: str = "intensity"
-    data: str | None = None  # label file or dataset folder (task-specific; seed 000: --data_csv)
+    data: str | None = None  # label file or dataset folder (task-specific; RankNet-X3D: --data_csv)
     video_root: str | None = None
     output_dir: str = "runs/emovid"
     model: str | None = None  # default: the task's
@@ -147,7 +147,7 @@ class TrainConfig(YamlConfig):
     head_bias: bool = True  # v2v: Linear(D, 1, bias=False) as in the Emodiversity fork
 
     # task options
-    score: str = "linear"  # intensity: linear (seed 000's score head) | norm (score = ||embedding||)
+    score: str = "linear"  # intensity: linear (RankNet-X3D's score head) | norm (score = ||embedding||)
     pairs: str = "batch"  # intensity: batch (all pairs inside each batch) | random | all
     pairs_per_video: int = 4
     tie_tol: float = 0.0

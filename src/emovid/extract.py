@@ -1,12 +1,12 @@
-"""Feature export (seed 000 step 4): one embedding file per video, resumable, sharded over every rank.
+"""Feature export (RankNet-X3D step 4): one embedding file per video, resumable, sharded over every rank.
 
 :func:`extract_features` embeds every video under ``video_root`` (or those of a list file) with a backbone — an
-emovid checkpoint folder (``IntensityScorer.feature_extractor`` for seed 000) or a registered model — and writes
+emovid checkpoint folder (``IntensityScorer.feature_extractor`` for RankNet-X3D) or a registered model — and writes
 one file per video, mirroring its path below ``video_root``::
 
     OUTPUT_DIR/
       sub/clip1.npy         float32 [D] (aggregated over clips) or [N, D] (aggregate="none")
-      sub/clip1.pt          {"emb": Tensor[N, D], "length": N} (seed 001's layout; [1, D] when aggregated)
+      sub/clip1.pt          {"emb": Tensor[N, D], "length": N} (the EmoNeXt recipe's layout; [1, D] when aggregated)
       manifest.jsonl        one line per finished video (video, output, clips, dim, model, weights hash, ...)
       failures.jsonl        videos whose latest attempt failed (video, error); absent when none did
 
@@ -58,6 +58,7 @@ from emovid.extract_backbone import (
     load_extractor,
     make_sampler,
 )
+from emovid.models.base import pooled
 from emovid.utils.io import atomic_open
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def list_videos(
     Args:
         video_root: folder the videos live in (searched recursively when no list is given).
         list_file: text file with one video path per line (``#`` comments), or a CSV with a ``video_path``
-            (or ``video``/``path``) column, e.g. seed 000's intensity CSV. Paths are relative to
+            (or ``video``/``path``) column, e.g. RankNet-X3D's intensity CSV. Paths are relative to
             ``video_root`` or absolute inside it.
         videos: the same as a Python list (wins over ``list_file``).
         ignored: if given, receives entries of a folder scan named like videos that are not regular files.
@@ -212,7 +213,7 @@ class ExtractJob(Job):
             x = clips[i : i + self.clip_batch]
             if self.frames_as_images:
                 x = x[:, :, 0]
-            embs.append(self.backbone.forward_features(x).float().cpu())
+            embs.append(pooled(self.backbone, x).float().cpu())  # the clip's embedding [B, D]
         return {"emb": torch.cat(embs), "damaged": loaded.get("damage")}
 
     def write(self, item: Input, result: dict, out: Path) -> dict[str, Any]:
@@ -220,7 +221,7 @@ class ExtractJob(Job):
         n, dim = int(emb.shape[0]), int(emb.shape[1])
         feats = aggregate_embeddings(emb, self.aggregate)
         if self.fmt == "pt":
-            feats = feats.reshape(-1, dim).contiguous()  # seed 001's layout is always [N, D]
+            feats = feats.reshape(-1, dim).contiguous()  # the EmoNeXt recipe's layout is always [N, D]
         rel = output_name(item.id, self.fmt)
         with atomic_open(out / rel, "wb") as f:
             if self.fmt == "npy":

@@ -16,7 +16,7 @@ from emovid.errors import ConfigError, InputNotFoundError, ModelError
 
 log = logging.getLogger("emovid.extract")
 
-FRAME_MODEL_DEFAULT_FRAMES = 30  # seed 001: 30 embeddings per video
+FRAME_MODEL_DEFAULT_FRAMES = 30  # the EmoNeXt recipe: 30 embeddings per video
 
 
 # ---- the model --------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ filled incrementally and reused by later runs with the same backbone and clip se
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from emovid.models.base import pooled
 from emovid.models.hub import load_checkpoint
 from emovid.utils.io import atomic_path
 
@@ -149,13 +151,13 @@ def cache_features(task, model, eval_loader, cache_root: Path, cfg) -> tuple[Any
 
     sequence = bool(getattr(model, "sequence", False))
     store = FeatureStore(Path(cache_root) / cache_key(model, eval_loader, sequence))
-    records = task.all_records() + list(getattr(task, "test_records", []))
+    records = task.all_records() + list(task.test_records)
     todo = list({str(r.video_id): r for r in records if not store.has(str(r.video_id))}.values())
     if todo:
         fe = model.feature_extractor.eval()
         device = "cuda" if torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda") else "cpu"
         fe.to(device)
-        embed = fe.forward_sequence if sequence else fe.forward_features
+        embed = fe.forward_sequence if sequence else functools.partial(pooled, fe)  # [B, T, D] or [B, D]
         embed_videos(
             todo,
             eval_loader,

@@ -1,11 +1,11 @@
 """Loss functions of the seeds, as pure functions on tensors.
 
-* :func:`ranknet_loss` — seed 000 / V2V pairs: logistic loss on score differences (Burges et al., 2005).
+* :func:`ranknet_loss` — RankNet-X3D / V2V pairs: logistic loss on score differences (Burges et al., 2005).
 * :func:`listnet_loss` — V2V lists: cross entropy of top-one probabilities (Cao et al., 2007).
 * :func:`plackett_luce_loss` — V2V lists: negative log-likelihood of the full order (ListMLE, Xia et al., 2008).
 * :func:`ccc` / :func:`ccc_loss` — concordance correlation (Lin, 1989) for valence/arousal and personality.
-* :func:`balanced_kl_div` — seed 001's class-balanced KL divergence to a target distribution.
-* :func:`info_nce` — seed 002's symmetric contrastive loss (CLIP, Radford et al., 2021).
+* :func:`balanced_kl_div` — the EmoNeXt recipe's class-balanced KL divergence to a target distribution.
+* :func:`info_nce` — the CLIP-ViP recipe's symmetric contrastive loss (CLIP, Radford et al., 2021).
 * :func:`binned_cross_entropy` — regression as classification over value bins (emovid's ``bins`` loss).
 
 VAERR's ten ``--loss_type`` losses, on its bins + value output layout, are in :mod:`emovid.losses_vaerr`.
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 
 def pair_targets(score_a: torch.Tensor, score_b: torch.Tensor, tol: float = 0.0) -> torch.Tensor:
-    """Seed 000's pair label: 1 if A is more intense, 0 if B is, 0.5 if they tie within ``tol``.
+    """RankNet-X3D's pair label: 1 if A is more intense, 0 if B is, 0.5 if they tie within ``tol``.
 
     The rule is :func:`emovid.data.pairs.pair_targets_array`'s (float64 differences, rounding slack), so in-batch
     pairs are labelled exactly as sampled and validation pairs; pass float64 scores for that to hold on a grid
@@ -104,7 +104,8 @@ def balanced_kl_div(
 ) -> torch.Tensor:
     """Class-weighted ``KL(target || pred)``: ``mean_b sum_c w_c t_bc (log t_bc - log p_bc)``.
 
-    With ``class_weights=None`` this equals ``nn.KLDivLoss(reduction="batchmean")``. Seed 001 balances CMU-MOSEI's
+    With ``class_weights=None`` this equals ``nn.KLDivLoss(reduction="batchmean")``. The EmoNeXt recipe balances
+    CMU-MOSEI's
     skew towards happy/neutral with weights inversely proportional to class frequency
     (see :func:`inverse_frequency_weights`).
     """

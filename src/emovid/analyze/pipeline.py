@@ -8,7 +8,7 @@ For each input:
    (:class:`emovid.faces.track.IoUTracker`), so each face carries a track id;
 3. emotions: every face is cropped the way the model expects (:meth:`EmotionClassifier.crop`) and the crops go
    through the model in batches of ``batch_size``, across frame boundaries;
-4. results: a dict in the schema of issue 6 (see :func:`analyze_file`), written as JSON, CSV, a strip of face
+4. results: a dict in the schema of :func:`analyze_file`, written as JSON, CSV, a strip of face
    thumbnails and one HTML report for the run by :mod:`emovid.analyze.report`.
 
 :func:`analyze_inputs` runs a list of files and folders (recursively), mirrors relative paths in the output names,

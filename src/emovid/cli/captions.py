@@ -1,4 +1,4 @@
-"""``emovid captions label``: seed-002 emotion records from plain captions (NRC Emotion Lexicon counts)."""
+"""``emovid captions label``: emotion-caption emotion records from plain captions (NRC Emotion Lexicon counts)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``emovid extract``: embeddings of every video, one file each, with a manifest (seed 000 step 4)."""
+"""``emovid extract``: embeddings of every video, one file each, with a manifest (RankNet-X3D step 4)."""
 
 from __future__ import annotations
 

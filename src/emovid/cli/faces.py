@@ -1,4 +1,4 @@
-"""``emovid faces embed``: seed 001's per-video face-embedding sequences (30 x D) for MOSEI / FIV2."""
+"""``emovid faces embed``: the EmoNeXt recipe's per-video face-embedding sequences (30 x D) for MOSEI / FIV2."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def embed(
         help="Sub-folders of BASE to read (FIV2's training80_01 ...); repeat or list them; a quoted glob such as "
         "'training80_*' matches inside BASE.",
     ),
-    model: str = typer.Option("emonext_base", "--model", help="Registered face model (forward_features on crops)."),
+    model: str = typer.Option("emonext_base", "--model", help="Registered face model (embeds each crop)."),
     pretrained: str | None = typer.Option(
         None,
         "--pretrained",
@@ -72,7 +72,7 @@ def embed(
     from emovid.errors import ConfigError
     from emovid.faces.embed import embed_videos
 
-    # The seed's scripts take `--folders a b c` (argparse nargs="+"); click keeps one value per option and leaves
+    # The original scripts take `--folders a b c` (argparse nargs="+"); click keeps one value per option and leaves
     # the rest as extra arguments, which belong to --folders.
     if ctx.args and not folders:
         raise ConfigError(f"unexpected argument(s) {' '.join(ctx.args)}; emovid faces embed takes options only")
@@ -100,7 +100,8 @@ def embed(
 
 
 def _split_folders(folders: list[str] | None) -> list[str] | None:
-    # The seed passes `--folders a b c`; typer takes repeated options, so also accept comma/space separated values.
+    # The original scripts pass `--folders a b c`; typer takes repeated options, so also accept comma/space separated
+    # values.
     if not folders:
         return None
     out = [f for item in folders for f in item.replace(",", " ").split()]

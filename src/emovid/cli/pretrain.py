@@ -1,4 +1,4 @@
-"""``emovid pretrain byol|dino``: self-supervised pretext pretraining of a video front-end (seed 003, VAERR)."""
+"""``emovid pretrain byol|dino``: self-supervised pretext pretraining of a video front-end (VAERR)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RankNet pairs from scores (seed 000) and from preference lists (V2V).
+"""RankNet pairs from scores (RankNet-X3D) and from preference lists (V2V).
 
 For videos *A* and *B* with scores ``s_A`` and ``s_B`` the target is
 

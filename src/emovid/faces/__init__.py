@@ -1,5 +1,5 @@
 """Faces in video: offline detection (:mod:`.detect`), tracking over sampled frames (:mod:`.track`) and square
-crops, including seed 001's N evenly spaced main-face crops per video (:mod:`.crops`).
+crops, including the EmoNeXt recipe's N evenly spaced main-face crops per video (:mod:`.crops`).
 
 >>> from emovid.faces import video_face_crops
 >>> fc = video_face_crops("talk.mp4", num_crops=30)   # doctest: +SKIP

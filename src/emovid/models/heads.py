@@ -1,6 +1,6 @@
-"""Heads over per-video sequences of face embeddings (seed 001) and the input stub that feeds them.
+"""Heads over per-video sequences of face embeddings (EmoNeXt recipe) and the input stub that feeds them.
 
-Seed 001 embeds 30 face crops per video (``[30, 1024]`` with EmoNeXt) once, then trains small Transformers on
+The EmoNeXt recipe embeds 30 face crops per video (``[30, 1024]`` with EmoNeXt) once, then trains small Transformers on
 those sequences. :class:`EmbeddingInput` stands where a video backbone would be, so such heads train on the
 same engine as every other task; :class:`SequenceTransformer` is the Transformer head.
 Padding rows (no face) are all-zero and are masked out of attention and pooling.
@@ -26,6 +26,9 @@ class EmbeddingInput(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return x  # the sequence itself is what the heads read
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
@@ -45,7 +48,7 @@ class SequenceTransformer(nn.Module):
         d_model: width of the encoder.
         layers: encoder layers.
         heads: attention heads.
-        max_len: longest sequence (seed 001 uses 30 crops).
+        max_len: longest sequence (the EmoNeXt recipe uses 30 crops).
     """
 
     def __init__(
@@ -91,7 +94,8 @@ class SequenceTransformer(nn.Module):
 
 
 class MultiTaskFusionModel(nn.Module):
-    """Seed 001's fusion: two trained sequence heads, frozen, as feature extractors; one Transformer encoder per
+    """The EmoNeXt recipe's fusion: two trained sequence heads, frozen, as feature extractors; one Transformer encoder
+    per
     stream; cross-attention both ways; a shared MLP; dual heads for 5 traits and 7 emotions.
 
     Args:

@@ -226,6 +226,8 @@ class HSEmotionEfficientNet(Backbone):
         in_chans: input channels (grey input is repeated to 3 channels).
     """
 
+    classifier_name = "classifier"  # timm's EfficientNet name, which its checkpoints use
+
     def __init__(
         self,
         arch: Sequence[tuple] = B0_ARCH,
@@ -268,12 +270,11 @@ class HSEmotionEfficientNet(Backbone):
         extra = tuple(extra_outputs)
         if extra and num_classes <= len(extra):
             raise ValueError(f"num_classes={num_classes} leaves no class logits next to {extra}")
-        self.num_classes = num_classes
         self.extra_outputs = extra
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        super().reset_classifier(num_classes)
 
     @property
-    def head(self) -> nn.Module:  # Backbone's name for the classifier
+    def head(self) -> nn.Module:  # the common name of the classifier
         return self.classifier
 
     def layout(self) -> list[tuple[str, str | None]]:
@@ -300,12 +301,24 @@ class HSEmotionEfficientNet(Backbone):
         return F.silu(self.bn2(self.conv_head(self.blocks(x))))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Globally averaged map: the ``[B, num_features]`` embedding (EmotiEffLib's "features")."""
-        return self.forward_map(x).mean((-2, -1))
+        """The unpooled map after the head convolution (:meth:`forward_map`)."""
+        return self.forward_map(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, num_classes]``: class logits, then the ``extra_outputs`` (raw), or the embedding without a head."""
-        return self.classifier(self.head_drop(self.forward_features(x)))
+    def pool_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """Globally averaged map: the ``[B, num_features]`` embedding (EmotiEffLib's "features")."""
+        return feats.mean((-2, -1))
+
+    def feature_blocks(self) -> list[nn.Module]:
+        return list(self.blocks)
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """timm's EfficientNet groups: stem ``conv_stem``/``bn1``; blocks: each block of each stage in order
+        (``coarse``: each stage); head: ``conv_head``, ``bn2`` and the classifier."""
+        if coarse:
+            blocks = [(r"^blocks\.(\d+)\.", None)]
+        else:
+            blocks = [(rf"^blocks\.{s}\.(\d+)\.", None) for s in range(len(self.blocks))]
+        return {"stem": r"^(conv_stem|bn1)\.", "blocks": blocks, "head": r"^(conv_head|bn2|classifier)\."}
 
     @torch.no_grad()
     def fuse_for_inference(self) -> HSEmotionEfficientNet:

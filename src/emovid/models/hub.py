@@ -5,6 +5,10 @@ Weights live in ``$EMOVID_HOME/weights`` (``$EMOVID_CACHE`` is an older name for
 ``EMOVID_HOME`` is set, else in the Hugging Face cache. Files already there are used without asking the network.
 :func:`fetch_weights` (``emovid weights fetch``) downloads ahead of time, e.g. for an offline cluster.
 
+Every downloaded file is verified whenever it is used: against the ``sha256`` its :class:`WeightSource` declares,
+or, where none is published, against the sha256 recorded in ``$EMOVID_HOME/weights/weights.lock.json`` when the
+file was first downloaded (:mod:`emovid.models.weights_lock`).
+
 Offline (``EMOVID_OFFLINE=1``, ``HF_HUB_OFFLINE=1``, or a host that does not answer a short probe, see
 :func:`unreachable`) a download that is needed becomes, at once, a :class:`~emovid.errors.WeightsUnavailableError`
 naming the file, its URL or hub id, the command that fetches it and where to put it.
@@ -63,6 +67,9 @@ from emovid.models.hub_env import network_timeout as network_timeout
 from emovid.models.hub_env import unreachable as unreachable
 from emovid.models.hub_env import use_home as use_home
 from emovid.models.registry import PretrainedCfg, WeightSource
+from emovid.models.weights_lock import LOCK_NAME as LOCK_NAME
+from emovid.models.weights_lock import check_locked as check_locked
+from emovid.models.weights_lock import lock_path as lock_path
 
 # ---- resolving a `pretrained=` value to something on disk ------------------------------------------------------
 
@@ -125,7 +132,7 @@ def _resolve_source(src: WeightSource, label: str, fetch: str | None = None, int
     if src.url:
         return Resolved(download_url(src.url, src.sha256, src.filename, fetch=fetch), "file", label)
     if src.hf_hub_id:
-        return _resolve_hf(src, label, fetch=fetch, into_home=into_home)
+        return _verify_hf(src, _resolve_hf(src, label, fetch=fetch, into_home=into_home))
     raise ModelError(f"weights {label} have no URL or hub id")
 
 
@@ -148,7 +155,10 @@ def _fetch_hint(fetch: str | None) -> str:
 
 
 def download_url(url: str, sha256: str | None = None, filename: str | None = None, fetch: str | None = None) -> Path:
-    """Download ``url`` into :func:`cache_dir` (once) and verify ``sha256`` when given; returns the cached path.
+    """Download ``url`` into :func:`cache_dir` (once) and verify it on every call; returns the cached path.
+
+    The file is checked against ``sha256`` when given, else against the sha256 recorded in the weights lock file
+    when it was first downloaded (:mod:`emovid.models.weights_lock`).
 
     Args:
         fetch: the ``emovid weights fetch`` argument that gets this file, named in the offline message.
@@ -156,10 +166,11 @@ def download_url(url: str, sha256: str | None = None, filename: str | None = Non
     Raises:
         WeightsUnavailableError: offline, the host does not answer, or the download failed (the message names the
             file, the URL, the command that fetches it and where to put it).
-        ModelError: the file does not match ``sha256``.
+        ModelError: the file does not match ``sha256`` or the sha256 recorded at its first download.
     """
     name = filename or os.path.basename(url.split("?")[0]) or hashlib.sha256(url.encode()).hexdigest()[:16]
     dest = cache_dir() / name
+    safe_url = url.split("?")[0]  # query strings can hold access tokens (Azure SAS): never print them
     if dest.exists():
         if sha256 and _sha256(dest) != sha256.lower():
             raise ModelError(
@@ -167,8 +178,9 @@ def download_url(url: str, sha256: str | None = None, filename: str | None = Non
                 f"{sha256.lower()[:16]}...); delete the file and fetch it again",
                 dest,
             )
+        if not sha256:
+            check_locked(dest, safe_url)
         return dest
-    safe_url = url.split("?")[0]  # query strings can hold access tokens (Azure SAS): never print them
 
     def unavailable(why: str) -> WeightsUnavailableError:
         e = WeightsUnavailableError(
@@ -199,6 +211,8 @@ def download_url(url: str, sha256: str | None = None, filename: str | None = Non
                 f"expected {sha256.lower()[:16]}...); not using it",
                 dest,
             )
+        if not sha256:  # first download: recorded; a download after the file was deleted must match the record
+            check_locked(tmp, safe_url, shown=dest)
         os.replace(tmp, dest)
     except (urllib.error.URLError, OSError, TimeoutError) as e:
         raise unavailable(f"the download failed ({_reason(getattr(e, 'reason', e))})") from e
@@ -273,6 +287,26 @@ def _resolve_hf(src: WeightSource, label: str, fetch: str | None = None, into_ho
         return Resolved(_hf_get(src, target, local_only=False), kind, label)
     except Exception as e:  # hub errors come in many classes; all mean "not available here"
         raise unavailable(f"the download failed ({type(e).__name__}: {_first_line(e)[:200]})") from e
+
+
+def _verify_hf(src: WeightSource, res: Resolved) -> Resolved:
+    """Check hub files: against ``src.sha256`` (single files) when declared, else against the weights lock file."""
+    if res.kind == "file":
+        if src.sha256:
+            got = _sha256(res.path)
+            if got != src.sha256.lower():
+                raise ModelError(
+                    f"sha256 {got[:16]}... of {src.hf_hub_id} {src.hf_filename} is not the published "
+                    f"{src.sha256.lower()[:16]}...; delete the file and fetch it again",
+                    res.path,
+                )
+        else:
+            check_locked(res.path, f"hf:{src.hf_hub_id}/{src.hf_filename}")
+        return res
+    for p in sorted(res.path.rglob("*")):  # a model folder: every file of the snapshot
+        if p.is_file():
+            check_locked(p, f"hf:{src.hf_hub_id}/{p.relative_to(res.path).as_posix()}")
+    return res
 
 
 # ---- fetching ahead of time (`emovid weights fetch`) --------------------------------------------------------------

@@ -3,10 +3,13 @@
 A registered function builds a model with random weights; :func:`create_model` then loads ``pretrained``
 weights through :mod:`emovid.models.hub`. Weights are never loaded at import time.
 
-Every model it returns has:
+Every model it returns follows the contract of :class:`emovid.models.base.Backbone` (timm's):
 
-* ``forward_features(x) -> Tensor[B, D]`` (``x`` is ``[B, C, T, H, W]`` for video models, ``[B, C, H, W]`` for
-  face/image models), and ``forward(x)`` adding the classifier head when ``num_classes > 0``;
+* ``forward_features(x)`` -> the unpooled features (tokens or map; ``x`` is ``[B, C, T, H, W]`` for video models,
+  ``[B, C, H, W]`` for face/image models); ``forward_head(feats, pre_logits=True)`` -> the embedding
+  ``[B, D]`` (:func:`emovid.models.base.pooled` does both); ``forward(x)`` -> the classifier's output when
+  ``num_classes > 0``, else the embedding;
+* ``forward_intermediates``, ``get_classifier`` / ``reset_classifier``, ``group_matcher``;
 * ``num_features`` (``D``) and ``pretrained_cfg`` (:class:`PretrainedCfg`).
 """
 
@@ -60,6 +63,11 @@ class PretrainedCfg:
         std: per-channel normalisation std.
         in_chans: input channels (1 for greyscale face models).
         face_crop: True if the model expects face crops, False for full frames.
+        crop_margin: face models: context added on each side of a detected face box, ``(fraction of the box's
+            longer side, pixels)`` (:func:`emovid.faces.crops.square_box`).
+        crop_framing: face models: ``"haar"`` when the weights were trained on Haar cascade boxes (boxes from other
+            detectors are then framed as a Haar box would frame the face, :func:`emovid.faces.crops.haar_framed`);
+            empty otherwise.
         num_classes: classes of the pretrained head (0 for none).
         label_names: names of those classes.
         weights: published weights by tag.
@@ -80,6 +88,8 @@ class PretrainedCfg:
     std: tuple[float, ...] = IMAGENET_STD
     in_chans: int = 3
     face_crop: bool = False
+    crop_margin: tuple[float, int] = (0.1, 0)
+    crop_framing: str = ""
     num_classes: int = 0
     label_names: tuple[str, ...] | None = None
     weights: dict[str, WeightSource] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""VAERR's video front-end (seed 003): a 3D-conv stem, a ResNet-18 trunk applied to every frame, and a GRU over time.
+"""VAERR's video front-end (VAERR): a 3D-conv stem, a ResNet-18 trunk applied to every frame, and a GRU over time.
 
 Architecture and state-dict keys follow the lipreading code VAERR builds on (``mpc001/
 Lipreading_using_Temporal_Convolutional_Networks`` ``lipreading/model.py`` + ``models/resnet.py``) and VAERR's own
@@ -21,9 +21,11 @@ normalisation from :func:`~emovid.models.create_transform`. ``in_chans=3`` build
 Outputs:
 
 * ``forward_sequence(x, lengths=None) -> [B, T, D]``: one feature per frame (for per-frame valence/arousal
-  regression, apply the head per frame: ``model.forward_head(model.forward_sequence(x))``);
-* ``forward_features(x, lengths=None) -> [B, D]``: the mean of the per-frame features over the (valid) frames;
-* ``forward(x)``: ``head(forward_features(x))``.
+  regression, apply the classifier per frame: ``model.get_classifier()(model.forward_sequence(x))``);
+* ``forward_features(x, lengths=None) -> [B, T, D]``: the same per-frame features (unpooled);
+* ``forward_head(feats, pre_logits=True, lengths=None) -> [B, D]``: their mean over the (valid) frames
+  (:func:`emovid.models.base.pooled` does both steps);
+* ``forward(x)``: the head on that mean.
 
 ``D`` is 512 for the front-end alone (``resnet18_3dstem``) and ``2 * gru_hidden`` (512) with the GRU.
 
@@ -177,11 +179,18 @@ class ResNet3DStem(Backbone):
 
     def group_matcher(self, coarse: bool = False) -> dict:
         """Parameter groups for layer-wise LR decay (:mod:`emovid.train.optim`): the 3D-conv front-end is the stem,
-        ``trunk.layer1``..``layer4`` the blocks, then the GRU (when there is one) as the last block."""
+        ``trunk.layer1``..``layer4`` the blocks (one group per layer at either granularity), then the GRU (when
+        there is one) as the last block; the head is the classifier."""
         return {
             "stem": r"^frontend3D\.",
             "blocks": [(r"^trunk\.layer(\d+)\.", None), (r"^gru\.", 99)],
+            "head": r"^head\.",
         }
+
+    def feature_blocks(self) -> list[nn.Module]:
+        """``trunk.layer1``..``layerN`` (per frame: ``[B * T, C, h, w]``), then the GRU when there is one."""
+        layers = [getattr(self.trunk, f"layer{i + 1}") for i in range(self.trunk.num_layers)]
+        return layers + ([self.gru] if hasattr(self, "gru") else [])
 
     def _init_weights(self) -> None:
         # The reference's init: conv weights ~ N(0, sqrt(2 / (prod(kernel) * out_channels))), BN = (1, 0).
@@ -220,13 +229,16 @@ class ResNet3DStem(Backbone):
         return self.frame_embeddings(x)
 
     def forward_features(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Clip embedding ``[B, D]``: per-frame features averaged over the valid frames."""
-        seq = self.forward_sequence(x, lengths)
+        """Per-frame features ``[B, T, D]`` (unpooled; :meth:`forward_sequence`)."""
+        return self.forward_sequence(x, lengths)
+
+    def pool_features(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Clip embedding ``[B, D]``: per-frame features averaged over the valid frames (all, or ``lengths``)."""
         if lengths is None:
-            return seq.mean(1)
-        lengths = torch.as_tensor(lengths, device=seq.device)
-        mask = torch.arange(seq.shape[1], device=seq.device)[None, :] < lengths[:, None]
-        return (seq * mask[..., None]).sum(1) / lengths.clamp(min=1)[:, None].to(seq.dtype)
+            return feats.mean(1)
+        lengths = torch.as_tensor(lengths, device=feats.device)
+        mask = torch.arange(feats.shape[1], device=feats.device)[None, :] < lengths[:, None]
+        return (feats * mask[..., None]).sum(1) / lengths.clamp(min=1)[:, None].to(feats.dtype)
 
 
 class ResNet3DStemGRU(ResNet3DStem):

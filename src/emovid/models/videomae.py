@@ -1,7 +1,8 @@
-"""VideoMAE ViT-S/B video encoders (seed 004) on ``transformers``' ``VideoMAEModel``.
+"""VideoMAE ViT-S/B video encoders (Emodiversity) on ``transformers``' ``VideoMAEModel``.
 
-The embedding follows VideoMAE's fine-tuning recipe (``use_mean_pooling``): the final patch tokens are averaged
-and passed through ``fc_norm`` — exactly what ``transformers.VideoMAEForVideoClassification`` does before its
+``forward_features`` gives the final patch tokens ``[B, N, D]``; the embedding (``forward_head(tokens,
+pre_logits=True)``) follows VideoMAE's fine-tuning recipe (``use_mean_pooling``): the tokens are averaged and
+passed through ``fc_norm`` — exactly what ``transformers.VideoMAEForVideoClassification`` does before its
 classifier.
 
 Weights that load (``create_model(name, pretrained=...)``):
@@ -153,7 +154,14 @@ class VideoMAE(Backbone):
     def group_matcher(self, coarse: bool = False) -> dict:
         """Parameter groups for layer-wise LR decay (timm's ``group_matcher``): the tubelet embedding is the stem,
         each transformer layer a block; ``fc_norm`` and the head come last (:mod:`emovid.train.optim`)."""
-        return {"stem": r"^videomae\.embeddings\.", "blocks": [(r"^videomae\.encoder\.layer\.(\d+)\.", None)]}
+        return {
+            "stem": r"^videomae\.embeddings\.",
+            "blocks": [(r"^videomae\.encoder\.layer\.(\d+)\.", None)],
+            "head": r"^(fc_norm|head)\.",
+        }
+
+    def feature_blocks(self) -> list[nn.Module]:
+        return list(self.videomae.encoder.layer)
 
     def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Final patch tokens ``[B, N, D]`` (``N = T/tubelet * H/patch * W/patch``) for ``x`` ``[B, 3, T, H, W]``."""
@@ -169,7 +177,12 @@ class VideoMAE(Backbone):
         return self.videomae(pixel_values=x.transpose(1, 2)).last_hidden_state
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc_norm(self.forward_tokens(x).mean(1))
+        """The final patch tokens ``[B, N, D]`` (unpooled; :meth:`forward_tokens`)."""
+        return self.forward_tokens(x)
+
+    def pool_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """VideoMAE's ``use_mean_pooling``: the token mean through ``fc_norm``, ``[B, D]``."""
+        return self.fc_norm(feats.mean(1))
 
     # ---- loading --------------------------------------------------------------------------------------------
 
@@ -467,7 +480,7 @@ def videomae_small_patch16_224(num_classes: int = 0, num_frames: int = 16, image
 
 @register_model(pretrained_cfg=_cfg(_BASE_WEIGHTS, "k400_pretrain"), filter_fn=_filter_videomae)
 def videomae_base_patch16_224(num_classes: int = 0, num_frames: int = 16, image_size: int = 224, **kw) -> VideoMAE:
-    """VideoMAE ViT-B/16 (768-d embedding, 12 blocks, 12 heads), 16-frame 224² clips — the seed-004 backbone."""
+    """VideoMAE ViT-B/16 (768-d embedding, 12 blocks, 12 heads), 16-frame 224² clips — the Emodiversity backbone."""
     return VideoMAE(768, 12, 12, num_frames=num_frames, image_size=image_size, num_classes=num_classes, **kw)
 
 

@@ -1,4 +1,4 @@
-"""X3D (Feichtenhofer 2020, "X3D: Expanding Architectures for Efficient Video Recognition") — seed 000's backbone.
+"""X3D (Feichtenhofer 2020, "X3D: Expanding Architectures for Efficient Video Recognition") — RankNet-X3D's backbone.
 
 The module tree and state-dict keys are those of pytorchvideo's ``pytorchvideo.models.x3d.create_x3d``, so the
 released Kinetics-400 checkpoints ``X3D_XS/S/M/L.pyth`` (weights under ``"model_state"``) load with
@@ -13,9 +13,10 @@ Two deliberate differences from pytorchvideo, both invisible to the weights:
 
 * the head pools globally (adaptive) instead of with an ``AvgPool3d`` whose kernel is fixed to the training
   crop, so any clip length and frame size works; at the native geometry the two are the same average;
-* ``forward`` returns logits (pytorchvideo's head applies softmax); ``forward_features`` returns the 2048-d
-  penultimate features — after the head's pre_conv/pool/post_conv and ReLU, before dropout and ``proj`` — the
-  embedding seed 000's ``IntensityScorer.feature_extractor`` exposes.
+* ``forward`` returns logits (pytorchvideo's head applies softmax); ``forward_features`` returns the last stage's
+  map and ``forward_head(..., pre_logits=True)`` the 2048-d penultimate features — after the head's
+  pre_conv/pool/post_conv and ReLU, before dropout and ``proj`` — the embedding RankNet-X3D's
+  ``IntensityScorer.feature_extractor`` exposes.
 """
 
 from __future__ import annotations
@@ -204,11 +205,14 @@ class _Head(nn.Module):
         super().__init__()
         self.pool = _ProjectedPool(dim_in, dim_inner, dim_out, eps, momentum)
         self.dropout = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
-        self.proj = nn.Linear(dim_out, num_classes) if num_classes > 0 else None
+        self.proj = nn.Linear(dim_out, num_classes) if num_classes > 0 else nn.Identity()
 
 
 class X3D(Backbone):
     """X3D with pytorchvideo's module names.
+
+    ``forward_features`` gives the last stage's map; ``forward_head`` pools it through ``blocks.5.pool`` and, with
+    a classifier, applies ``blocks.5.dropout`` and ``blocks.5.proj`` (:attr:`classifier_name`).
 
     Args:
         num_classes: outputs of ``blocks.5.proj``; 0 removes it (``forward`` then returns the features).
@@ -226,6 +230,8 @@ class X3D(Backbone):
         channels_last: on CPU, run the trunk in ``channels_last_3d`` layout (oneDNN's depthwise 3D convolutions
             are about twice as fast in it at batch 8; results equal to float rounding; weights are unaffected).
     """
+
+    classifier_name = "blocks.5.proj"
 
     def __init__(
         self,
@@ -275,6 +281,21 @@ class X3D(Backbone):
         self.channels_last = channels_last
         self.apply(_init_weights)
 
+    @property
+    def head_drop(self) -> nn.Module:
+        # pytorchvideo's dropout sits in front of proj; without a classifier the features come out undropped
+        return self.blocks[5].dropout if self.num_classes > 0 else _NO_DROP
+
+    @property
+    def head(self) -> nn.Module:
+        """The classifier, ``blocks.5.proj`` (pytorchvideo's name, kept for its checkpoints)."""
+        return self.get_classifier()
+
+    def new_classifier(self, num_classes: int) -> nn.Module:
+        proj = nn.Linear(self.num_features, num_classes)
+        _init_weights(proj)
+        return proj
+
     def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
         """Stem and the four stages: the last feature map ``[B, C, T, H/32, W/32]``."""
         if self.channels_last and x.device.type == "cpu" and x.dim() == 5:
@@ -284,21 +305,28 @@ class X3D(Backbone):
         return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, T, H, W]`` normalised clip -> ``[B, num_features]`` penultimate features."""
-        return self.blocks[5].pool(self.forward_trunk(x))
+        """``[B, 3, T, H, W]`` normalised clip -> the last stage's map ``[B, C, T, H/32, W/32]`` (unpooled)."""
+        return self.forward_trunk(x)
 
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        head = self.blocks[5]
-        return feats if head.proj is None else head.proj(head.dropout(feats))
+    def pool_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """The head's pre_conv / global average / post_conv: the ``[B, num_features]`` penultimate features."""
+        return self.blocks[5].pool(feats)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.blocks[5].proj = nn.Linear(self.num_features, num_classes) if num_classes > 0 else None
-        if self.blocks[5].proj is not None:
-            _init_weights(self.blocks[5].proj)
+    def feature_blocks(self) -> list[nn.Module]:
+        return list(self.blocks[1:5])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """Stem ``blocks.0``; blocks: each residual block of ``blocks.1..4`` in order (``coarse``: each stage);
+        head: ``blocks.5`` (projected pool and classifier)."""
+        stages = range(1, len(self.blocks) - 1)
+        if coarse:
+            blocks = [(r"^blocks\.(\d+)\.res_blocks\.", None)]
+        else:
+            blocks = [(rf"^blocks\.{s}\.res_blocks\.(\d+)\.", None) for s in stages]
+        return {"stem": r"^blocks\.0\.", "blocks": blocks, "head": rf"^blocks\.{len(self.blocks) - 1}\."}
+
+
+_NO_DROP = nn.Identity()
 
 
 def _init_weights(m: nn.Module) -> None:
@@ -402,7 +430,7 @@ def x3d_xs(num_classes: int = 400, num_frames: int | None = None, input_size=Non
 
 @register_model(pretrained_cfg=_S, family="x3d", filter_fn=_filter_x3d)
 def x3d_s(num_classes: int = 400, num_frames: int | None = None, input_size=None, **kwargs) -> X3D:
-    """X3D-S: 13 frames x stride 6 at 160 px, 3.8 M parameters (seed 000's choice)."""
+    """X3D-S: 13 frames x stride 6 at 160 px, 3.8 M parameters (RankNet-X3D's choice)."""
     return _build(_S, num_frames, input_size, num_classes=num_classes, **kwargs)
 
 

@@ -1,7 +1,7 @@
-"""Self-supervised pretext pretraining of a video front-end (seed 003, VAERR): BYOL and DINO on unlabelled clips.
+"""Self-supervised pretext pretraining of a video front-end (VAERR): BYOL and DINO on unlabelled clips.
 
 VAERR's finding is that a 3D-conv + ResNet-18 front-end pretrained without labels (LiRA, BYOL, DINO) beats one
-trained from scratch on small affect datasets; the seed takes that step from outside repositories. This package
+trained from scratch on small affect datasets; VAERR takes that step from outside repositories. This package
 does it on the training engine's terms: a Lightning ``LightningModule`` per method, a data module over every
 video below a folder, DDP/multi-node/AMP/resume from Lightning, and a checkpoint directory (described in
 :mod:`emovid.pretrain.engine`).

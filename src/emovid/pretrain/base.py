@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from emovid.models.base import pooled
 from emovid.pretrain.config import PretrainConfig
 from emovid.utils.training import capture_rng, restore_rng, warmup_cosine, warmup_steps, zero_loss
 
@@ -45,7 +46,7 @@ class _PretextModule(pl.LightningModule):
         self._total: int | None = None
 
     def _embed(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return net.forward_features(x)
+        return pooled(net, x)  # the pooled embedding [B, D]
 
     def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """``(target, online)`` module pairs averaged after every optimiser step."""

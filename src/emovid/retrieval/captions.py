@@ -1,6 +1,6 @@
-"""Seed 002's first step: affect counts of captions from their words, with the NRC Emotion Lexicon.
+"""The CLIP-ViP recipe's first step: affect counts of captions from their words, with the NRC Emotion Lexicon.
 
-``emovid captions label CAPTIONS -o OUT.json`` turns plain captions into the seed's emotion caption records
+``emovid captions label CAPTIONS -o OUT.json`` turns plain captions into the original emotion caption records
 (:data:`~emovid.data.readers.captions.CAPTION_FIELDS` order)::
 
     {"video": "video7112.mp4", "video_id": "video7112", "caption": "...", "duration": 18.35, "emotion": 1,
@@ -10,7 +10,7 @@
 Counting (:func:`affect_counts`): the caption is lower-cased and split into words (runs of letters, apostrophes
 inside a word kept, a trailing possessive ``'s`` dropped; hyphens and digits split words). Each word found in the
 lexicon adds 1 to every affect the lexicon associates with it — ``positive``, ``negative`` and the eight Plutchik
-emotions. Words are matched as written, not lemmatised: ``friends`` is not ``friend``. This reproduces the seed's
+emotions. Words are matched as written, not lemmatised: ``friends`` is not ``friend``. This reproduces the original
 record exactly (``eager``, ``achieve``, ``successful``, ``basketball`` give positive 4, joy 4, trust 3,
 anticipation 3, surprise 1) and equals ``NRCLex().load_token_list(words).raw_emotion_scores``; NRCLex's own
 ``load_raw_text`` lemmatises with TextBlob, which needs NLTK corpora that cannot be downloaded offline, and would
@@ -167,7 +167,7 @@ def affect_counts(text: str, lexicon: Lexicon) -> dict[str, float]:
 def label_record(
     caption: str, video_id: str, video: str | None, duration: float | None, lexicon: Lexicon
 ) -> dict[str, Any]:
-    """One seed-002 record (:data:`CAPTION_FIELDS` order) for a caption."""
+    """One emotion-caption record (:data:`CAPTION_FIELDS` order) for a caption."""
     c = affect_counts(caption, lexicon)
     rec: dict[str, Any] = {
         "video": video or f"{video_id}.mp4",
@@ -306,7 +306,7 @@ def label_captions(
     (``per="video"``: all captions of a video any of whose captions has an emotion) with an emotion.
 
     Returns:
-        ``records`` (seed-002 dicts) and counts: ``captions`` read, ``kept``, ``videos`` kept, ``with_emotion``
+        ``records`` (emotion-caption dicts) and counts: ``captions`` read, ``kept``, ``videos`` kept, ``with_emotion``
         (kept captions with ``emotion == 1``), ``no_duration`` (kept records whose duration is null),
         ``unreadable_videos`` (names under ``video_root`` that could not be probed), ``lexicon``.
     """

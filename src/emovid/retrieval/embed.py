@@ -28,10 +28,11 @@ from emovid.batch import require_inputs, scan_folder
 from emovid.data.readers.captions import PLUTCHIK_EMOTIONS
 from emovid.engine import Input, Job
 from emovid.errors import ConfigError, EmovidError, InputNotFoundError, display_path
+from emovid.video import VIDEO_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+VIDEO_EXTS = VIDEO_EXTENSIONS  # the one list: what analyze, extract and faces embed read is indexed too
 #: FER2013 classes → Plutchik emotions (neutral has none).
 FER_TO_PLUTCHIK = {"angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "joy", "sad": "sadness"}
 FER_TO_PLUTCHIK["surprise"] = "surprise"
@@ -62,7 +63,7 @@ def collect_videos(
 
     Args:
         videos: a folder, searched recursively for video files.
-        manifest: seed 002 caption JSON, MSR-VTT captions (``.csv`` / ``{"sentences"}`` JSON), or JSON lines
+        manifest: the CLIP-ViP recipe caption JSON, MSR-VTT captions (``.csv`` / ``{"sentences"}`` JSON), or JSON lines
             ``{"video": PATH, "caption": TEXT?}``; several captions of one video are kept together.
         video_root: the folder manifest paths are relative to (default: the manifest's folder).
         ignored: if given, receives folder entries named like videos that are not regular files (never opened).
@@ -188,9 +189,9 @@ class FrameEmotionReader:
         return self._fer_frames(path), "fer_mini_xception on whole frames (no face detector)"
 
     def _fer_frames(self, path: Path) -> list[float]:
-        import cv2
         import torch
 
+        from emovid.faces.crops import face_tensor
         from emovid.models import create_model
         from emovid.models.fer import FER_LABELS
         from emovid.video import VideoReader
@@ -206,10 +207,8 @@ class FrameEmotionReader:
         for f in frames:
             h, w = f.shape[:2]
             s = min(h, w)
-            sq = f[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
-            grey = cv2.cvtColor(np.ascontiguousarray(sq), cv2.COLOR_RGB2GRAY)
-            crops.append(cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA))
-        x = torch.from_numpy(np.stack(crops)).float().div(255).sub(0.5).mul(2).unsqueeze(1).to(self.device)
+            crops.append(f[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s])  # the centre square
+        x = face_tensor(crops, self._fer.pretrained_cfg, self.device)  # grey, resized and normalised for the model
         with torch.inference_mode():
             p = self._fer(x).softmax(-1).mean(0).cpu().numpy()
         out = np.zeros(8)

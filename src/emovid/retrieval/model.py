@@ -1,16 +1,16 @@
-"""Seed 002's text–video dual encoder: CLIP text transformer with an 8-emotion embedding, CLIP-ViP video encoder.
+"""Emotion-aware text–video dual encoder: CLIP text transformer with an 8-emotion embedding, CLIP-ViP video encoder.
 
 The text side is ``transformers``' ``CLIPTextModelWithProjection`` (state-dict keys ``text_model.*`` and
-``text_projection.weight``, so :func:`emovid.models.clip_vip.load_clip_text_model` weights drop in) with seed 002's
+``text_projection.weight``, so :func:`emovid.models.clip_vip.load_clip_text_model` weights drop in) with the
 **emotion embedding** ``nn.Embedding(8, D)`` over the Plutchik emotions (:data:`PLUTCHIK_EMOTIONS` order):
 
 * the caption's 8 Plutchik scores are binarised (``> 0``);
 * the emotion vector is the masked mean of the selected rows, ``sum_k m_k E_k / (sum_k m_k + 1e-8)`` (all-zero
   masks give a zero vector, i.e. the plain CLIP text encoder);
-* ``emotion="add"`` (the seed): it is added to every position, ``embeddings = token + position + emotion``;
-* ``emotion="concat"`` (the seed's "future work"): ``[token + position, emotion]`` goes through a linear layer
+* ``emotion="add"`` (the original recipe): it is added to every position, ``embeddings = token + position + emotion``;
+* ``emotion="concat"`` (the original "future work"): ``[token + position, emotion]`` goes through a linear layer
   ``2D -> D`` that starts as ``[I, 0]`` (so an untrained layer leaves a loaded CLIP unchanged);
-* ``emotion="xattn"`` (the seed's second future-work item, after Zhang et al., TCSVT 2023): a separate emotion
+* ``emotion="xattn"`` (the original second future-work item, after Zhang et al., TCSVT 2023): a separate emotion
   encoder (:class:`EmotionEncoder`: the caption's selected emotion rows plus an always-present "no emotion" token,
   through one transformer layer) and cross-attention (:class:`CrossAttentionFusion`): the emotion tokens attend to
   the text tokens, then the pooled text state attends to the emotion tokens; the video embedding does the same with
@@ -18,7 +18,7 @@ The text side is ``transformers``' ``CLIPTextModelWithProjection`` (state-dict k
   untrained fusion leaves a loaded CLIP unchanged;
 * ``emotion="none"``: no emotion term.
 
-Emotion read from the video itself (the seed's third item): ``video_emotion="head"`` gives
+Emotion read from the video itself (the original third item): ``video_emotion="head"`` gives
 :class:`RetrievalHead` a linear head predicting the 8 Plutchik emotions from the video features (trained against
 the captions' binarised emotions) and a video emotion table ``nn.Embedding(8, D)``; the video embedding becomes
 ``video_proj(f) + sum_k p_k V_k / (sum_k p_k + 1e-8)`` with ``p`` the head's sigmoid outputs, or per-video
@@ -66,7 +66,7 @@ TINY_TEXT_CONFIG: dict[str, Any] = dict(
 
 
 def binarize_emotions(scores: torch.Tensor | Sequence) -> torch.Tensor:
-    """Seed 002: Plutchik scores ``[B, 8]`` (or ``[8]``) → float 0/1 mask, 1 where the score is > 0."""
+    """The CLIP-ViP recipe: Plutchik scores ``[B, 8]`` (or ``[8]``) → float 0/1 mask, 1 where the score is > 0."""
     s = torch.as_tensor(scores, dtype=torch.float32)
     return torch.where(s > 0, torch.ones_like(s), torch.zeros_like(s))
 
@@ -87,7 +87,7 @@ def emotion_vector(names: Sequence[str]) -> torch.Tensor:
 
 
 class EmotionEmbedding(nn.Module):
-    """``nn.Embedding(8, D)`` and the seed's masked mean of the rows selected by binarised emotion scores."""
+    """``nn.Embedding(8, D)`` and the original masked mean of the rows selected by binarised emotion scores."""
 
     def __init__(self, dim: int, num_emotions: int = NUM_EMOTIONS):
         super().__init__()
@@ -164,11 +164,11 @@ class CrossAttentionFusion(nn.Module):
 
 
 class EmotionTextEncoder(nn.Module):
-    """CLIP text transformer + projection with the seed's emotion embedding.
+    """CLIP text transformer + projection with the original emotion embedding.
 
     Args:
         text_config: ``CLIPTextConfig`` fields (``projection_dim`` included); defaults are CLIP ViT-B's.
-        emotion: ``add`` (seed 002), ``concat`` / ``xattn`` (the seed's future-work variants) or ``none``.
+        emotion: ``add`` (CLIP-ViP recipe), ``concat`` / ``xattn`` (the original future-work variants) or ``none``.
     """
 
     def __init__(self, text_config: dict[str, Any] | None = None, emotion: str = "add"):
@@ -198,7 +198,7 @@ class EmotionTextEncoder(nn.Module):
         return int(self.config.max_position_embeddings)
 
     def embed_tokens(self, input_ids: torch.Tensor, emotions: torch.Tensor | None = None) -> torch.Tensor:
-        """Token + position (+ emotion) embeddings ``[B, L, D]``: the seed's notebook cell, in the model."""
+        """Token + position (+ emotion) embeddings ``[B, L, D]``: the original notebook cell, in the model."""
         emb = self.clip.text_model.embeddings
         length = input_ids.shape[-1]
         if length > self.max_length:

@@ -1,4 +1,4 @@
-"""Text search over a video index, and the seed's TODO: how the emotion term changes a query's ranking.
+"""Text search over a video index, and the original TODO: how the emotion term changes a query's ranking.
 
 :class:`Searcher` opens an index folder and the query encoder that matches it: in ``zero-shot`` mode
 all-MiniLM-L6-v2 plus the emotion-prompt term, in ``model`` mode the trained checkpoint's text tower with its
@@ -6,7 +6,7 @@ emotion embedding. A query's emotions are the ones given (``--emotion``), else t
 (:func:`~emovid.retrieval.text.emotions_from_text`), else none.
 
 :func:`compare` runs a query with and without its emotion term and reports where every video moved, and — for
-the query's emotions — the precision@k and mean rank of the videos showing them (the seed's "track the ranking
+the query's emotions — the precision@k and mean rank of the videos showing them (the original "track the ranking
 change" TODO). :func:`emotion_ranking_shift` does the same over many emotions for a set of embeddings.
 """
 

@@ -1,4 +1,4 @@
-"""The seed's t-SNE TODO: video and text embeddings in 2-D, coloured by emotion (scikit-learn + PNG).
+"""The original t-SNE TODO: video and text embeddings in 2-D, coloured by emotion (scikit-learn + PNG).
 
 * :func:`plot_index_tsne` — one index's videos (and captions, queries);
 * :func:`plot_checkpoints_tsne` — two (or more) trained checkpoints side by side, e.g. before and after an

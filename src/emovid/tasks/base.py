@@ -1,9 +1,13 @@
 """What every task defines, and the model wrapper all tasks share.
 
 A task is the label reader + head + loss + metrics of one training problem, in one module. The engine
-(:mod:`emovid.train`) asks it for records, datasets, a head, a loss per batch, per-video predictions on the
-validation set and metrics over them. Add a task by subclassing :class:`Task` and decorating it with
-:func:`register_task`.
+(:mod:`emovid.train`, :mod:`emovid.engine.module`) asks it for records, datasets, a head, a loss per batch,
+per-video predictions on the validation set and metrics over them. Add a task by subclassing :class:`Task` and
+decorating it with :func:`register_task`.
+
+Everything the engine may ask of a task is declared on :class:`Task`: the methods a task must write raise
+``NotImplementedError``; the optional ones have defaults that do what a task without them needs (no test split,
+test metrics = validation metrics, ...), so callers use them directly and never probe with ``getattr``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from torch.utils.data import Dataset
 from emovid.config import TrainConfig
 from emovid.data.datasets import ClipDataset
 from emovid.errors import ConfigError
+from emovid.models.base import pooled
 
 TASKS: dict[str, type[Task]] = {}
 
@@ -58,14 +63,26 @@ class TaskModel(nn.Module):
             return x
         if self.sequence:
             return self.feature_extractor.forward_sequence(x)
-        return self.feature_extractor.forward_features(x)
+        return pooled(self.feature_extractor, x)  # the pooled embedding [B, D]
 
     def forward(self, x: torch.Tensor, cached: bool = False) -> torch.Tensor:
         return self.head(self.features(x, cached))
 
 
 class Task:
-    """Base class: override the marked methods.
+    """Base class of a training problem.
+
+    Every task writes :meth:`load`, :meth:`targets`, :meth:`build_head`, :meth:`training_loss`, :meth:`predict` and
+    :meth:`compute_metrics`. The optional hooks, with their defaults:
+
+    * :attr:`test_records` — a labelled test split (default: none); after training the best weights are scored on
+      it with :meth:`test_metrics` (default: :meth:`compute_metrics`) into ``test_metrics.json``;
+    * :attr:`takes_clip_length` — the task reads ``--clip-length`` (seconds per clip; 0: whole videos);
+    * :meth:`infer` / :meth:`derive` — scoring new videos (``emovid predict``);
+    * :meth:`make_backbone`, :meth:`make_loaders`, :meth:`check_inputs`, :meth:`bad_keys` — tasks with
+      :attr:`uses_embeddings` train on precomputed embeddings instead of clips and must write these four;
+    * :meth:`drop_videos`, :meth:`train_dataset`, :meth:`val_dataset`, :meth:`build_model` — override when the
+      records are derived (pairs, lists) or the model is more than backbone + head.
 
     Attributes:
         name: task name used by ``emovid train NAME``.
@@ -73,6 +90,8 @@ class Task:
         monitor: validation metric that picks the best checkpoint; ``mode`` says whether higher is better.
         sample_kind: ``clip`` (one video per sample), ``pair`` or ``list`` for the training set.
         sequence: the task wants per-frame features when the backbone offers them.
+        train_records / val_records / test_records: the records of each split, filled by :meth:`load`
+            (``test_records`` stays empty for tasks without a test split).
     """
 
     name: ClassVar[str] = ""
@@ -82,7 +101,11 @@ class Task:
     sample_kind: ClassVar[str] = "clip"
     sequence: ClassVar[bool] = False
     losses: ClassVar[tuple[str, ...]] = ()
-    uses_embeddings: ClassVar[bool] = False  # trains on precomputed embeddings (then define make_backbone/loaders)
+    #: Trains on precomputed embeddings, not clips (then :meth:`make_backbone`, :meth:`make_loaders`,
+    #: :meth:`check_inputs` and :meth:`bad_keys` are the task's).
+    uses_embeddings: ClassVar[bool] = False
+    #: Reads ``--clip-length`` (seconds per clip at each video's frame rate; 0: every video whole, as VAERR).
+    takes_clip_length: ClassVar[bool] = False
     #: What :meth:`infer` names, in column order (``emovid predict``); ``()``: the task does not score videos.
     outputs: ClassVar[tuple[str, ...]] = ()
     #: Per-video columns :meth:`derive` adds from the aggregated outputs (e.g. VCE's ``top3``).
@@ -92,6 +115,7 @@ class Task:
         self.cfg = cfg
         self.train_records: list[Any] = []
         self.val_records: list[Any] = []
+        self.test_records: list[Any] = []
         if self.losses and cfg.loss is not None and cfg.loss not in self.losses:
             raise ConfigError(f"task {self.name}: unknown loss {cfg.loss!r}; choose one of {', '.join(self.losses)}")
         self.loss_name = cfg.loss or (self.losses[0] if self.losses else None)
@@ -143,6 +167,30 @@ class Task:
     def compute_metrics(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
         """Metrics over the whole validation set (``outputs`` sorted by ``index``, one row per video)."""
         raise NotImplementedError
+
+    def test_metrics(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
+        """Metrics over :attr:`test_records` (``outputs`` as in :meth:`compute_metrics`, ``index`` into the test
+        records); default: the validation metrics. Override when the test split is scored differently (e.g. over
+        several sets of comparisons)."""
+        return self.compute_metrics(outputs)
+
+    # ---- tasks on precomputed embeddings (uses_embeddings) ----------------------------------------------------
+
+    def make_backbone(self) -> nn.Module:
+        """The model's input stage over embeddings (it has ``num_features``), in place of a video backbone."""
+        raise NotImplementedError(f"task {self.name} trains on clips: its backbone is a registered model")
+
+    def make_loaders(self, model: TaskModel) -> tuple[Callable, Callable]:
+        """``(train_loader, eval_loader)`` reading one record's embeddings, in place of the clip loaders."""
+        raise NotImplementedError(f"task {self.name} trains on clips: the engine builds its clip loaders")
+
+    def check_inputs(self, records: list[Any]) -> list[dict]:
+        """Records whose embeddings are missing, as failure lines (``video``, ``error``); checked before training."""
+        raise NotImplementedError(f"task {self.name} trains on clips: its videos are checked by decoding them")
+
+    def bad_keys(self, failures: list[dict]) -> set[str]:
+        """What :meth:`drop_videos` is given for :meth:`check_inputs`'s failures."""
+        raise NotImplementedError(f"task {self.name} trains on clips")
 
     # ---- inference on new videos (emovid.predict) ------------------------------------------------------------
 

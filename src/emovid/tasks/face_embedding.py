@@ -100,7 +100,7 @@ class _EmbeddingTask(Task):
     def drop_videos(self, bad: set[str]) -> None:
         self.train_records = [r for r in self.train_records if str(r.video_id) not in bad]
         self.val_records = [r for r in self.val_records if str(r.video_id) not in bad]
-        self.test_records = [r for r in getattr(self, "test_records", []) if str(r.video_id) not in bad]
+        self.test_records = [r for r in self.test_records if str(r.video_id) not in bad]
 
     def make_backbone(self):
         from emovid.models.heads import EmbeddingInput

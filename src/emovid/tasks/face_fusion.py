@@ -1,4 +1,4 @@
-"""The ``fusion`` task: seed 001's MultiTaskFusionModel over MOSEI emotions and FIV2 traits at once."""
+"""The ``fusion`` task: the EmoNeXt recipe's MultiTaskFusionModel over MOSEI emotions and FIV2 traits at once."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def _withhold_fitted(train: list, held: list[list], fitted: set[str] | None, key
 
 @register_task
 class FusionTask(_EmbeddingTask):
-    """``fusion``: seed 001's MultiTaskFusionModel over both datasets at once.
+    """``fusion``: the EmoNeXt recipe's MultiTaskFusionModel over both datasets at once.
 
     ``--data`` is the MOSEI CSV, ``--data2`` the FIV2 pickle, ``--video-root`` a folder holding the embeddings
     of both (searched recursively by video id); ``--emotion-checkpoint`` and ``--personality-checkpoint`` are the

@@ -1,4 +1,4 @@
-"""Seed 001's heads: CMU-MOSEI emotions (``emotion_dist``) and First Impressions V2 personality (``personality``).
+"""EmoNeXt-sequence heads: CMU-MOSEI emotions (``emotion_dist``) and First Impressions V2 personality (``personality``).
 
 Both train on per-video face-embedding sequences written by ``emovid faces embed`` (``ROOT/SPLIT/VIDEO.pt``
 holding ``{"emb": Tensor[30, D], "length": n}``, zero rows for missing faces), given as ``--video-root ROOT``

@@ -1,16 +1,16 @@
-"""``intensity`` (seed 000): RankNet on video pairs so the embedding tracks emotional intensity.
+"""``intensity`` (RankNet-X3D): RankNet on video pairs so the embedding tracks emotional intensity.
 
 Labels: an intensity CSV (``video_path,intensity_score``). Pairs ``(A, B)`` get ``t = 1`` if A is more intense,
 ``0`` if B is, ``0.5`` on ties (within ``--tie-tol``); the loss is ``BCEWithLogits(s_A - s_B, t)``.
 
 Pair strategies (``--pairs``): ``batch`` (default) draws shuffled batches of videos and uses every pair inside
 each batch, so each video is decoded once per epoch and a batch of B videos gives B(B-1)/2 pairs; ``random``
-(k partners per video, re-drawn each epoch) and ``all`` build explicit pair lists like the seed's script and
+(k partners per video, re-drawn each epoch) and ``all`` build explicit pair lists like the original script and
 decode both videos of every pair.
 
-:class:`IntensityScorer` is seed 000's model: ``feature_extractor`` (the backbone's penultimate features) plus a
-scalar score. ``--score linear`` is the seed's learned linear score; ``--score norm`` makes the score the
-embedding's L2 norm itself, so ranking directly orders the magnitudes (the seed's stated goal: "a more intense
+:class:`IntensityScorer` is RankNet-X3D's model: ``feature_extractor`` (the backbone's penultimate features) plus a
+scalar score. ``--score linear`` is the original learned linear score; ``--score norm`` makes the score the
+embedding's L2 norm itself, so ranking directly orders the magnitudes (the original stated goal: "a more intense
 expression results in a feature vector with a larger magnitude"). Validation reports pairwise accuracy over all
 validation pairs and the Spearman correlation between ``||embedding||`` and intensity.
 """
@@ -51,7 +51,7 @@ class LinearScore(nn.Module):
 
 
 class IntensityScorer(TaskModel):
-    """Seed 000's model: ``feature_extractor`` + scalar score head."""
+    """RankNet-X3D's model: ``feature_extractor`` + scalar score head."""
 
     def score(self, x: torch.Tensor, cached: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         e = self.features(x, cached)

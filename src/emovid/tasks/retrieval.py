@@ -1,11 +1,11 @@
-"""``retrieval`` (seed 002): text–video retrieval with CLIP-ViP video embeddings and an emotion-aware text encoder.
+"""``retrieval``: text–video retrieval with CLIP-ViP video embeddings and an emotion-aware text encoder.
 
-Labels: seed 002's emotion caption JSON (a list of ``{"video", "video_id", "caption", ..., "joy", ..., "anger"}``
+Labels: emotion caption JSON (a list of ``{"video", "video_id", "caption", ..., "joy", ..., "anger"}``
 records) or MSR-VTT-style captions (``.csv`` ``video_id,sentence`` or the ``{"videos", "sentences"}`` JSON; these
 carry no emotions, so the emotion term is zero). One sample per caption; the split is by video.
 
 Model: the backbone (default ``clip_vip_base_patch32``) embeds the clip; the head
-(:class:`~emovid.retrieval.model.RetrievalHead`) holds the CLIP text transformer with the seed's emotion embedding
+(:class:`~emovid.retrieval.model.RetrievalHead`) holds the CLIP text transformer with the original emotion embedding
 (:class:`~emovid.retrieval.model.EmotionTextEncoder`) and the learnable temperature. Loss: symmetric InfoNCE
 (:func:`emovid.losses.info_nce`) between the L2-normalised video and caption embeddings of a batch; two captions
 of one video in a batch are masked out of each other's negatives (``groups``).
@@ -19,7 +19,7 @@ rsum.
 
 Task options (``extra:`` in a ``--config`` recipe):
 
-* ``emotion``: ``add`` (the seed, default) | ``concat`` | ``xattn`` (the seed's future-work variants: an
+* ``emotion``: ``add`` (the original recipe, default) | ``concat`` | ``xattn`` (the original future-work variants: an
   emotion-conditioned linear layer; a separate emotion encoder cross-attending with text and video) | ``none``;
 * ``video_emotion``: ``none`` (default) | ``head``: emotion read from the video itself — a head on the video
   features predicts the 8 Plutchik emotions (binary cross-entropy against the caption's binarised emotions, weight
@@ -33,7 +33,7 @@ Task options (``extra:`` in a ``--config`` recipe):
   ``text_weights``; ``openai/clip-vit-base-patch32`` with them);
 * ``max_text_len``: tokens per caption (default 32, at most the text model's positions);
 * ``emotion_word_dropout``: probability of deleting the words that name emotions from a training caption, so
-  the emotion embedding has to carry them (default 0: the seed's training).
+  the emotion embedding has to carry them (default 0: the original training).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``v2v`` (seed 004): which video feels more pleasant — Video to Valence preference learning.
+"""``v2v`` (Emodiversity): which video feels more pleasant — Video to Valence preference learning.
 
 Labels: a V2V folder. ``train_labels.json`` pairs ``[a, b]`` (b preferred) train a scalar valence score with
 RankNet (``--loss ranknet``, default); with ``--loss listnet`` or ``--loss plackett`` the listwise comparisons

@@ -1,4 +1,4 @@
-"""``valence_arousal`` (seed 003, VAERR): continuous valence and arousal in [-1, 1] from video.
+"""``valence_arousal`` (VAERR): continuous valence and arousal in [-1, 1] from video.
 
 Labels: a SEWA-style CSV ``video,time,valence,arousal``. With a backbone that gives per-frame features
 (``resnet18_3dstem_gru``: 3D-conv stem + ResNet-18 + GRU) the task is sequence regression: each sampled frame
@@ -113,6 +113,7 @@ class ValenceArousalTask(Task):
     sequence = True
     losses = (*VAERR_LOSS_NAMES.values(), "mse+ccc", "bins")
     outputs = ("valence", "arousal")  # in [-1, 1], per frame
+    takes_clip_length = True  # --clip-length seconds (VAERR's --clip_length; 0: whole videos)
 
     def __init__(self, cfg):
         if cfg.loss is not None:

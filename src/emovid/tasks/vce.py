@@ -1,4 +1,4 @@
-"""``vce`` (seed 004): the 27 emotion intensities of the Video Cognitive Empathy dataset.
+"""``vce`` (Emodiversity): the 27 emotion intensities of the Video Cognitive Empathy dataset.
 
 Labels: a VCE folder (``train_labels.json``, ``test_labels.json``, ``metadata.json``, ``videos/``). Training
 uses ``train`` minus a held-out validation share (``--val-fraction``) that picks the best checkpoint; the final
@@ -28,7 +28,7 @@ from emovid.data.readers.vce import VCE_EMOTIONS
 from emovid.errors import ConfigError
 from emovid.tasks.base import Task, register_task, split_records
 
-NUM_EMOTIONS = 27
+NUM_EMOTIONS = len(VCE_EMOTIONS)  # 27
 
 
 def top3_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:

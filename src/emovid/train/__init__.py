@@ -6,12 +6,14 @@ progress and logging. This package only assembles it:
 
 * :mod:`emovid.train.prepare` — config to task and model (:func:`build_task_model`, :func:`prepare`), clip loaders,
   the videos checked before training (:func:`preflight`).
-* :mod:`emovid.train.module` — ``TaskModule``, a ``LightningModule`` around a :class:`~emovid.tasks.base.TaskModel`
-  that asks its task for the loss of each batch and, at the end of validation, for metrics over all validation
-  videos (:func:`make_module`); ``TaskDataModule``, datasets and loaders re-built each epoch so pairs can be
-  re-drawn reproducibly (:func:`make_datamodule`).
+* :mod:`emovid.engine.module` — :class:`TaskModule`, a ``LightningModule`` around a
+  :class:`~emovid.tasks.base.TaskModel` that asks its task for the loss of each batch and, at the end of validation,
+  for metrics over all validation videos; :class:`TaskDataModule`, datasets and loaders re-built each epoch so pairs
+  can be re-drawn reproducibly. Subclass either and pass it to :func:`train` (``module_class=``,
+  ``datamodule_class=``); :mod:`emovid.train.module` keeps the factories :func:`make_module` / :func:`make_datamodule`.
 * :mod:`emovid.train.checkpoint` — the checkpoint directory: written when the metric improves, read back by
-  :func:`load_model_dir`.
+  :func:`load_model_dir`. The Lightning ``.ckpt`` files, resume and the shared callbacks are the engine's
+  (:mod:`emovid.engine.checkpoint`, :mod:`emovid.engine.callbacks`), the same for training and pretraining.
 * :mod:`emovid.train.console` — progress bars, Lightning's chatter silenced (:func:`quiet_lightning`), loggers.
 * :mod:`emovid.train.run` — :func:`make_trainer` and :func:`train`, the whole run into a checkpoint directory::
 
@@ -21,7 +23,7 @@ progress and logging. This package only assembles it:
         train_config.yaml      every option of the run
         checkpoints/last.ckpt  Lightning state for --resume (best.ckpt: the best epoch's)
         metrics.csv            per-epoch metrics (CSVLogger)
-        best_model.pth         intensity task: the IntensityScorer state dict (seed 000 compatibility)
+        best_model.pth         intensity task: the IntensityScorer state dict (RankNet-X3D compatibility)
         failures.jsonl         videos skipped because they could not be read
         test_metrics.json      the best model on the dataset's test split, when it has one
 
@@ -59,11 +61,11 @@ from emovid.train.console import _csv_logger as _csv_logger
 from emovid.train.console import _DropLightningNoise as _DropLightningNoise
 from emovid.train.console import _epoch_label as _epoch_label
 from emovid.train.console import make_loggers, make_progress_bar, quiet_lightning
+from emovid.train.module import TaskDataModule, TaskModule, make_datamodule, make_module
 from emovid.train.module import _batch_len as _batch_len
 from emovid.train.module import _EpochSetter as _EpochSetter
 from emovid.train.module import _gather as _gather
 from emovid.train.module import _lightning as _lightning
-from emovid.train.module import make_datamodule, make_module
 from emovid.train.prepare import _loaders as _loaders
 from emovid.train.prepare import _note as _note
 from emovid.train.prepare import build_task_model, preflight, prepare, run_log, split_note, weights_note
@@ -74,6 +76,8 @@ __all__ = [
     "MODEL_FILE",
     "TRAIN_CONFIG",
     "ExportBest",
+    "TaskDataModule",
+    "TaskModule",
     "build_task_model",
     "evaluate_split",
     "load_model_dir",

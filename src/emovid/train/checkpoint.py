@@ -3,7 +3,8 @@
 A run folder holds ``model.safetensors`` (the best :class:`~emovid.tasks.base.TaskModel` state dict),
 ``model_config.yaml`` (what to build to load it) and ``train_config.yaml`` (every option of the run);
 :func:`load_model_dir` rebuilds the model from those files alone. Lightning's ``.ckpt`` files (``--resume``) are
-read through :func:`~emovid.models.hub.load_checkpoint` (:func:`safe_checkpoint_io`).
+read through :func:`~emovid.models.hub.load_checkpoint` (:func:`safe_checkpoint_io`); those and the resume
+helpers are the engine's (:mod:`emovid.engine.checkpoint`, re-exported here).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 
 from emovid.config import TrainConfig
+from emovid.engine.checkpoint import _resume_epoch as _resume_epoch
+from emovid.engine.checkpoint import check_run_folder as check_run_folder
+from emovid.engine.checkpoint import safe_checkpoint_io as safe_checkpoint_io
 from emovid.errors import ModelError
 from emovid.tasks.base import Task, TaskModel, get_task
 from emovid.train.prepare import build_task_model
@@ -109,7 +113,7 @@ class ExportBest(Callback):
         self.best_metrics["epoch"] = trainer.current_epoch
         if trainer.is_global_zero:
             save_model_dir(pl_module.model, self.cfg, self.out, self.best_metrics)
-            if self.cfg.task == "intensity":  # seed 000: best_model.pth holds the IntensityScorer state dict
+            if self.cfg.task == "intensity":  # RankNet-X3D: best_model.pth holds the IntensityScorer state dict
                 with atomic_path(self.out / "best_model.pth") as tmp:
                     torch.save(pl_module.model.state_dict(), tmp)
 
@@ -119,44 +123,3 @@ class ExportBest(Callback):
     def load_state_dict(self, state):
         self.best = state.get("best")
         self.best_metrics = state.get("best_metrics", {})
-
-
-def check_run_folder(out: Path, resume: bool) -> Path:
-    """``OUT/checkpoints/last.ckpt`` of a run folder, after refusing to resume nothing or to overwrite a run."""
-    from emovid.errors import ConfigError
-
-    last = Path(out) / "checkpoints" / "last.ckpt"
-    if resume and not last.exists():
-        raise ConfigError(f"{out}: nothing to resume (no checkpoints/last.ckpt); drop --resume to start a new run")
-    if not resume and last.exists():
-        raise ConfigError(f"{out}: already holds a run; pass --resume to continue it or choose another --output-dir")
-    return last
-
-
-def _resume_epoch(ckpt: Path) -> int:
-    """The epoch a resumed run starts in (loaders may be iterated before Lightning's epoch hooks run)."""
-    from emovid.models.hub import load_checkpoint
-
-    state = load_checkpoint(ckpt)
-    try:
-        return int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
-    except (KeyError, TypeError):
-        return int(state.get("epoch", -1)) + 1
-
-
-def safe_checkpoint_io():
-    """Lightning's checkpoint reader/writer, reading through :func:`~emovid.models.hub.load_checkpoint`.
-
-    Lightning's own ``torch.load`` follows torch's ``weights_only`` default, which ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``
-    turns off; ours is safe unless the user trusts checkpoints (``--trust-checkpoint``).
-    """
-    from lightning.pytorch.plugins.io import TorchCheckpointIO
-
-    from emovid.models.hub import load_checkpoint
-
-    class SafeCheckpointIO(TorchCheckpointIO):
-        def load_checkpoint(self, path, map_location=None, weights_only=None):
-            # weights_only from Lightning is ignored: what may be unpickled is decided by trust alone
-            return load_checkpoint(path, map_location=map_location or "cpu")
-
-    return SafeCheckpointIO()

@@ -29,7 +29,7 @@ def build_task_model(cfg: TrainConfig, task: Task, pretrained: bool = True) -> T
     model's default weights (:func:`~emovid.models.registry.default_weights`; ``none``/``random``: random init)."""
     from emovid.models import create_model, default_weights
 
-    if task.uses_embeddings:  # heads over precomputed embeddings (seed 001)
+    if task.uses_embeddings:  # heads over precomputed embeddings (EmoNeXt recipe)
         return task.build_model(task.make_backbone())
     name = cfg.model or task.default_model
     backbone = create_model(
@@ -147,13 +147,13 @@ def _loaders(cfg: TrainConfig, task: Task, model: TaskModel):
     pc = model.feature_extractor.pretrained_cfg
     n, stride = pc.num_frames, pc.frame_stride
     clip = str(n)
-    if getattr(task, "clip_frames", None) is not None and cfg.clip_length:
+    if task.takes_clip_length and cfg.clip_length:
         clip = f"{cfg.clip_length:g}s"  # --clip-length seconds: frames from each video's own frame rate
     eval_s = make_sampler(cfg.eval_sampler or f"center:{clip}x{stride}")
     # --no-augment (and the feature cache) train on the deterministic evaluation clip of each video.
     default_train = f"random:{clip}x{stride}" if cfg.augment and not cfg.cache_features else str(eval_s)
     train_s = make_sampler(cfg.train_sampler or default_train)
-    if getattr(task, "clip_frames", None) is not None and cfg.clip_length == 0:  # VAERR: 0 = the entire video
+    if task.takes_clip_length and cfg.clip_length == 0:  # VAERR: 0 = the entire video
         if not cfg.train_sampler:
             train_s = WholeVideoSampler(stride)
         if not cfg.eval_sampler:
@@ -222,7 +222,7 @@ def _note(line: str) -> None:
 def split_note(task: Task, failures: list[dict]) -> str:
     """``train 160 videos, val 40, test 20`` (+ how many were skipped): the data the run will use."""
     line = f"train {len(task.train_records)} videos, val {len(task.val_records)}"
-    test = getattr(task, "test_records", None)
+    test = task.test_records
     if test:
         line += f", test {len(test)}"
     if failures:
@@ -233,7 +233,7 @@ def split_note(task: Task, failures: list[dict]) -> str:
 def preflight(task: Task, cfg: TrainConfig, out: Path) -> list[dict]:
     from emovid.data.datasets import check_videos
 
-    recs = task.all_records() + list(getattr(task, "test_records", []))
+    recs = task.all_records() + list(task.test_records)
     if task.uses_embeddings:
         failures = task.check_inputs(recs)
         if failures and cfg.strict:
@@ -262,8 +262,7 @@ def preflight(task: Task, cfg: TrainConfig, out: Path) -> list[dict]:
                 f.write(json.dumps(rec) + "\n")
         bad = {f["video"] for f in failures}
         task.drop_videos(bad)
-        if hasattr(task, "test_records"):
-            task.test_records = [r for r in task.test_records if str(r.video_path) not in bad]
+        task.test_records = [r for r in task.test_records if str(r.video_path) not in bad]
         log.warning("skipping %d unreadable videos (listed in %s)", len(failures), out / "failures.jsonl")
         if not task.train_records or not task.val_records:
             first = failures[0]

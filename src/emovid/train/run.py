@@ -7,33 +7,44 @@ from typing import Any
 
 from emovid.config import TrainConfig
 from emovid.data.datasets import EpochRef
-from emovid.tasks.base import Task
-from emovid.train.checkpoint import (
-    MODEL_FILE,
-    TRAIN_CONFIG,
-    ExportBest,
-    _resume_epoch,
+from emovid.engine.callbacks import EpochSetter
+from emovid.engine.checkpoint import (
+    best_checkpoint,
     check_run_folder,
+    last_checkpoint,
+    resume_epoch,
     safe_checkpoint_io,
 )
+from emovid.engine.module import TaskDataModule, TaskModule
+from emovid.tasks.base import Task
+from emovid.train.checkpoint import MODEL_FILE, TRAIN_CONFIG, ExportBest
 from emovid.train.console import make_loggers, make_progress_bar, quiet_lightning
-from emovid.train.module import _EpochSetter, _lightning, make_datamodule, make_module
+from emovid.train.module import _lightning
 from emovid.train.prepare import _loaders, _note, preflight, prepare, split_note
 from emovid.utils.io import write_json
 
 
-def train(cfg: TrainConfig, callbacks: list | None = None, trainer_kwargs: dict | None = None) -> dict[str, Any]:
+def train(
+    cfg: TrainConfig,
+    callbacks: list | None = None,
+    trainer_kwargs: dict | None = None,
+    *,
+    module_class: type[TaskModule] = TaskModule,
+    datamodule_class: type[TaskDataModule] = TaskDataModule,
+) -> dict[str, Any]:
     """Train ``cfg.task`` and write the checkpoint directory ``cfg.output_dir``.
 
     Args:
         callbacks: extra Lightning callbacks.
         trainer_kwargs: extra ``Trainer`` arguments (override the config's).
+        module_class / datamodule_class: subclasses of :class:`~emovid.engine.module.TaskModule` /
+            :class:`~emovid.engine.module.TaskDataModule` to run instead (built with the same arguments).
 
     Returns:
         A summary: best metric, metrics of the best epoch, paths, skipped videos.
     """
     pl = _lightning()
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.callbacks import EarlyStopping
 
     out = Path(cfg.output_dir)
     last = check_run_folder(out, cfg.resume)
@@ -51,7 +62,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None, trainer_kwargs: dict 
 
         train_loader, eval_loader = cache_features(task, model, eval_loader, out / "feature_cache", cfg)
     cfg.save(out / TRAIN_CONFIG)
-    module = make_module(task, model, cfg, cached)
+    module = module_class(task, model, cfg, cached)
     # Lightning 2.x keeps the train/eval modes it finds, and parts loaded from other runs (fusion heads) come in eval
     # mode; set the module's own modes before fit checks them. A frozen backbone stays in eval mode on purpose.
     module.train()
@@ -59,14 +70,13 @@ def train(cfg: TrainConfig, callbacks: list | None = None, trainer_kwargs: dict 
         import warnings
 
         warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
-    epoch_ref = EpochRef(_resume_epoch(last) if cfg.resume else 0)
-    data = make_datamodule(task, cfg, train_loader, eval_loader, epoch_ref)
+    epoch_ref = EpochRef(resume_epoch(last) if cfg.resume else 0)
+    data = datamodule_class(task, cfg, train_loader, eval_loader, epoch_ref)
     monitor, mode = monitor_of(task, cfg)
-    best_ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode=mode, save_top_k=1)
-    # Lightning's save_last only refreshes last.ckpt when a top-k file is written; resume needs every epoch.
-    last_ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None, save_top_k=1)
+    best_ckpt = best_checkpoint(out, monitor, mode)
+    last_ckpt = last_checkpoint(out)
     export = ExportBest(task, cfg, out, monitor, mode)
-    cbs = [_EpochSetter(epoch_ref), best_ckpt, last_ckpt, export, *(callbacks or [])]
+    cbs = [EpochSetter(epoch_ref), best_ckpt, last_ckpt, export, *(callbacks or [])]
     if cfg.early_stopping_patience:
         cbs.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping_patience))
     loggers = make_loggers(out, last if cfg.resume else None)
@@ -81,7 +91,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None, trainer_kwargs: dict 
         "epochs_run": trainer.current_epoch,
         "skipped_videos": len(failures),
     }
-    test_records = getattr(task, "test_records", None)
+    test_records = task.test_records
     if test_records and trainer.is_global_zero:
         if cfg.test_views:
             summary["test_metrics"] = evaluate_split_views(task, module, test_records, cfg)

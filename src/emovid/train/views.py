@@ -157,7 +157,7 @@ def evaluate_views(task, model, records: list, cfg, device="cpu") -> dict[str, f
     saved = task.val_records
     task.val_records = records
     try:
-        metrics = getattr(task, "test_metrics", task.compute_metrics)(merged)
+        metrics = task.test_metrics(merged)
     finally:
         task.val_records = saved
     out = {k: float(v) for k, v in metrics.items() if v is not None}

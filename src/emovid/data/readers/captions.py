@@ -1,4 +1,4 @@
-"""Captions: emotion-annotated captions (seed 002) and MSR-VTT-style caption files.
+"""Captions: emotion-annotated captions (CLIP-ViP recipe) and MSR-VTT-style caption files.
 
 **Emotion captions** are a JSON list of records like::
 
@@ -9,7 +9,7 @@
 
 The sentiment and Plutchik values are non-negative lexicon counts (NRC-style); ``emotion`` is a non-negative
 integer flag. A video may have several captions; an identical (video_id, caption) pair twice is a duplicate.
-The 8 Plutchik scores are kept in :data:`PLUTCHIK_EMOTIONS` order (the seed binarises them, ``> 0``).
+The 8 Plutchik scores are kept in :data:`PLUTCHIK_EMOTIONS` order (the original recipe binarises them, ``> 0``).
 
 **MSR-VTT-style captions**: a CSV with ``video_id`` and ``sentence`` columns (as the 1k-A test split), or a JSON
 object ``{"videos": [{"video_id": ...}, ...], "sentences": [{"video_id": ..., "caption": ..., "sen_id": ...}]}``
@@ -82,7 +82,7 @@ class CaptionRecord:
 
     @property
     def emotion_mask(self) -> tuple[int, ...]:
-        """The seed's binarised Plutchik vector: 1 where a score is > 0."""
+        """The original binarised Plutchik vector: 1 where a score is > 0."""
         return tuple(int(x > 0) for x in self.plutchik)
 
     @property
@@ -91,7 +91,7 @@ class CaptionRecord:
 
 
 def captions_format(path: str | os.PathLike) -> str:
-    """``"emotion"`` for a seed-002 JSON list (``.json`` starting with ``[``), else ``"msrvtt"``.
+    """``"emotion"`` for a emotion-caption JSON list (``.json`` starting with ``[``), else ``"msrvtt"``.
 
     Reads only up to the first non-blank character, skipping a UTF-8 BOM (``utf-8-sig``) as the readers do, so
     both routes agree on files saved by editors that add one.
@@ -117,7 +117,7 @@ def read_emotion_captions(
     video_root: str | os.PathLike | None = None,
     problems: list[Problem] | None = None,
 ) -> list[CaptionRecord]:
-    """Read a seed-002 emotion caption JSON list.
+    """Read a emotion-caption emotion caption JSON list.
 
     Args:
         path: the JSON file.

@@ -1,8 +1,8 @@
-"""First Impressions V2 (ChaLearn 2016/17, seed 001): Big-Five personality traits per 15 s clip.
+"""First Impressions V2 (ChaLearn 2016/17, the EmoNeXt recipe): Big-Five personality traits per 15 s clip.
 
 The official annotations (``annotation_training.pkl``, ``annotation_validation.pkl``, ``annotation_test.pkl``)
 are Python-2 pickles of ``{trait: {"VIDEOID.NNN.mp4": float in [0, 1]}}`` with the traits extraversion,
-neuroticism, agreeableness, conscientiousness, openness and interview. Like the seed we keep the five OCEAN
+neuroticism, agreeableness, conscientiousness, openness and interview. Like the original recipe we keep the five OCEAN
 traits, in :data:`FIV2_TRAITS` order; ``interview`` is kept aside when present.
 
 Videos ship split over 75 folders (``training80_01`` … ``training80_25``, ``validation80_01`` …,

@@ -1,7 +1,7 @@
-"""Intensity CSV (seed 000): ``video_path,intensity_score`` (+ extra columns, ignored).
+"""Intensity CSV (RankNet-X3D): ``video_path,intensity_score`` (+ extra columns, ignored).
 
 ``video_path`` is relative to the video root (``--video-root``; default: the CSV's folder). The score is any
-finite number (the seed's annotation scale is free); ranking pairs are built from it by :mod:`emovid.data.pairs`.
+finite number (the original annotation scale is free); ranking pairs are built from it by :mod:`emovid.data.pairs`.
 """
 
 from __future__ import annotations

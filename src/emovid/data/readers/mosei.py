@@ -1,4 +1,4 @@
-"""CMU-MOSEI emotions (seed 001): six emotion intensities per video → a 7-class target distribution.
+"""CMU-MOSEI emotions (EmoNeXt recipe): six emotion intensities per video → a 7-class target distribution.
 
 Input is a plain CSV export, one row per video (or segment)::
 
@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emovid.data.readers._common import Problem, Reporter, iter_csv, parse_float, run_reader, show
+from emovid.labels import FER_LABELS
 
 MOSEI_EMOTIONS: tuple[str, ...] = ("happy", "sad", "anger", "surprise", "disgust", "fear")
 MOSEI_CLASSES: tuple[str, ...] = (*MOSEI_EMOTIONS, "neutral")
 #: The 7 facial-expression classes (FER-2013 order) used by face-emotion models and the synthetic generator.
-FER_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-#: ``MOSEI_TO_FER[i]`` is the index in :data:`FER_CLASSES` of ``MOSEI_CLASSES[i]``.
-MOSEI_TO_FER: tuple[int, ...] = (3, 4, 0, 5, 1, 2, 6)
+FER_CLASSES: tuple[str, ...] = FER_LABELS
+#: ``MOSEI_TO_FER[i]`` is the index in :data:`FER_CLASSES` of ``MOSEI_CLASSES[i]`` (MOSEI's "anger" is "angry").
+MOSEI_TO_FER: tuple[int, ...] = tuple(FER_CLASSES.index({"anger": "angry"}.get(c, c)) for c in MOSEI_CLASSES)
 MAX_INTENSITY = 3.0
 
 

@@ -1,4 +1,4 @@
-"""SEWA-style continuous valence/arousal (seed 003): a time series per video.
+"""SEWA-style continuous valence/arousal (VAERR): a time series per video.
 
 CSV, one row per annotated frame or timestamp::
 

@@ -1,4 +1,4 @@
-"""Video to Valence (V2V, seed 004): pairwise and listwise valence preferences.
+"""Video to Valence (V2V, Emodiversity): pairwise and listwise valence preferences.
 
 Layout::
 

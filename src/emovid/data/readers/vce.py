@@ -1,4 +1,4 @@
-"""Video Cognitive Empathy (VCE, seed 004): 27 emotion intensities per video.
+"""Video Cognitive Empathy (VCE, Emodiversity): 27 emotion intensities per video.
 
 Layout::
 

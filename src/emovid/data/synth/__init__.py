@@ -48,7 +48,7 @@ Layout of ``OUT_DIR`` (also described in ``synth_manifest.json``)::
     mosei.csv                                  video_id,happy,...,fear,split   (video root: videos/)
     fiv2/annotation_{training,validation,test}.pkl + fiv2/{training,validation,test}80_NN/ID.000.mp4
     va.csv                                     video,time,valence,arousal      (video root: videos/)
-    captions.json                              seed-002 emotion captions       (video root: videos/)
+    captions.json                              emotion-caption emotion captions       (video root: videos/)
     msrvtt_captions.csv, msrvtt_captions.json  MSR-VTT-style captions          (video root: videos/)
     synth_manifest.json
 

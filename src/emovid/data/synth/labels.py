@@ -290,7 +290,7 @@ def write_va(out: Path, ids: list[str], trajs: dict[str, dict[str, np.ndarray]],
 def write_captions(
     out: Path, ids: list[str], by_id: dict[str, Latent], split_of: dict[str, str], duration: float
 ) -> tuple[dict, dict]:
-    """``captions.json`` (seed-002 emotion records) and ``msrvtt_captions.{csv,json}`` (MSR-VTT style).
+    """``captions.json`` (emotion-caption emotion records) and ``msrvtt_captions.{csv,json}`` (MSR-VTT style).
 
     Returns:
         The manifest entries of the two formats (``captions``, ``msrvtt``).
