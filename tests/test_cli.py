@@ -137,3 +137,24 @@ def test_train_with_a_missing_label_file_fails_before_importing_lightning(tmp_pa
     p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
     assert p.stdout.split() == ["1", "False", "False"], p.stderr
     assert "missing.csv: no such label file or dataset folder" in p.stderr
+
+
+def test_analyze_spares_a_core_for_its_decoding_thread(monkeypatch):
+    import torch
+
+    from emovid.utils import threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("EMOVID_THREADS", raising=False)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+    before = torch.get_num_threads()
+    with threads.spare_core_for_decoding() as spare:
+        assert spare.threads == 3 and torch.get_num_threads() == 3
+    assert torch.get_num_threads() == before
+    monkeypatch.setenv("EMOVID_THREADS", "2")  # a count the user chose is kept
+    with threads.spare_core_for_decoding() as spare:
+        assert spare.threads is None and torch.get_num_threads() == before
+    monkeypatch.delenv("EMOVID_THREADS")
+    monkeypatch.setattr(threads, "usable_cores", lambda: 1)
+    with threads.spare_core_for_decoding() as spare:
+        assert spare.threads is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
@@ -112,17 +113,20 @@ def analyze(
     weights: str | bool | None = True if pretrained is None else pretrained
     if isinstance(weights, str) and weights.lower() in ("none", "random"):
         weights = None
-    s = analyze_inputs(
-        inputs,
-        output_dir,
-        model=model,
-        pretrained=weights,
-        options=opts,
-        checkpoint=checkpoint or None,
-        device=device,
-        log=err,
-        engine_options=engine_options(device, devices, num_nodes, strategy),
-    )
+    from emovid.utils.threads import spare_core_for_decoding
+
+    with spare_core_for_decoding() if device == "cpu" else nullcontext():
+        s = analyze_inputs(
+            inputs,
+            output_dir,
+            model=model,
+            pretrained=weights,
+            options=opts,
+            checkpoint=checkpoint or None,
+            device=device,
+            log=err,
+            engine_options=engine_options(device, devices, num_nodes, strategy),
+        )
     if s["recorder"].rank:  # another rank of a distributed run: rank 0 reports for all
         return 0
     for r in s["results"]:

@@ -119,4 +119,39 @@ def configure(threads: int | str | None = None, wait_policy: str | None = None) 
     return {"threads": n, "threads_from": source, "wait_policy": policy, "wait_from": wait_from, "late": late}
 
 
-__all__ = ["ENV_THREADS", "WAIT_POLICY", "configure", "usable_cores"]
+class spare_core_for_decoding:
+    """Context: give torch one core fewer than usual while a decoding thread runs beside it (``emovid analyze``).
+
+    ``analyze`` decodes the next frames in a thread while the detector and the expression model run; with as many
+    torch threads as cores the three compete and torch's threads wait on the descheduled one (on 2 cores: ~100
+    frames/s with 2 threads, ~135 with 1; BENCHMARKS.md "analyze"). Does nothing when a count was chosen
+    (``--threads``, ``$EMOVID_THREADS``, ``$OMP_NUM_THREADS``) or on a single core; restores torch's count after.
+    """
+
+    def __init__(self) -> None:
+        self.threads: int | None = None
+        self._restore: int | None = None
+
+    def __enter__(self) -> spare_core_for_decoding:
+        env = os.environ
+        cores = usable_cores()
+        if env.get("OMP_NUM_THREADS") or env.get(ENV_THREADS) or cores < 2:
+            return self
+        self.threads = cores - 1
+        if "torch" in sys.modules:
+            import torch
+
+            self._restore = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+        else:  # torch reads it when it starts
+            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.threads)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._restore is not None:
+            import torch
+
+            torch.set_num_threads(self._restore)
+
+
+__all__ = ["ENV_THREADS", "WAIT_POLICY", "configure", "spare_core_for_decoding", "usable_cores"]
