@@ -65,3 +65,15 @@ def ds(clean, tmp_path):
 
     shutil.copytree(clean, tmp_path / "ds")
     return tmp_path / "ds"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run on one intra-op thread: on a busy 2-core machine a second thread only spins against other
+    processes (a 100-step training took 13-50 s with 2 threads, well under a second with 1)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -120,15 +120,6 @@ def test_headless_and_new_head():
     assert m(x).shape == (2, 3)
 
 
-@pytest.fixture
-def one_thread():
-    # tiny depthwise convs run faster on one thread than on two contended ones
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_tiny_model_forward_backward_learns(one_thread):
     torch.manual_seed(0)
     m = create_model("test_fer_mini_xception", num_classes=2)

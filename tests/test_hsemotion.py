@@ -27,11 +27,10 @@ from emovid.models.hsemotion import (  # noqa: E402
     PUBLISHED_FILES,
     DepthwiseSeparable,
     HSEmotionEfficientNet,
-    git_blob_sha1,
-    onnx_state_dict,
     scaled_arch,
     tf_same_pad,
 )
+from emovid.models.hsemotion_onnx import git_blob_sha1, onnx_state_dict  # noqa: E402
 
 TINY = "test_hsemotion_enet"
 SIZE = 52

@@ -14,14 +14,7 @@ from emovid.errors import ConfigError, EmovidError
 faiss = pytest.importorskip("faiss")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models: on a busy machine extra intra-op threads spin against other processes (a 100-step training
-    # took 13-50 s with 2 threads, well under a second with 1).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- model ----------------------------------------------------------------------------------------------------------

@@ -10,19 +10,13 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from emovid.data.readers.captions import PLUTCHIK_EMOTIONS
 
 pytest.importorskip("faiss")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models on a shared machine: extra threads only spin
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,7 @@ import torch
 
 from emovid.data.readers.captions import PLUTCHIK_EMOTIONS
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models: on a busy machine two intra-op threads spin against other processes (seconds instead of ms).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ def guess_model(path: Path) -> str:
 def convert(path: str | Path, model_name: str | None = None, out: str | Path | None = None) -> dict:
     """Convert ``path``; write ``out`` (safetensors) when given; return a summary dict."""
     from emovid.models import create_model
-    from emovid.models.hsemotion import git_blob_sha1, onnx_state_dict
+    from emovid.models.hsemotion_onnx import git_blob_sha1, onnx_state_dict
 
     path = Path(path)
     name = model_name or guess_model(path)
