@@ -398,3 +398,27 @@ def test_two_demuxers_book_the_same_damage_as_one(faststart, tmp_path, monkeypat
             got.append((r.get_frames(wanted, missing="nearest"), r.damage, r.frames_decoded))
     np.testing.assert_array_equal(got[0][0], got[1][0])
     assert got[0][1] == got[1][1] and got[0][2] == got[1][2]
+
+
+@pytest.mark.parametrize("damage", ["flips", "cut"])
+def test_kept_packets_book_the_same_damage_as_reading_the_file(faststart, tmp_path, monkeypatch, damage):
+    # Short videos are decoded from the packets the index scan kept; a damaged one must come out exactly as when
+    # every pass reads the file again: same frames, same damage record.
+    bad = (
+        _bit_flips(faststart, tmp_path / "flipped.mp4")
+        if damage == "flips"
+        else _cut(faststart, tmp_path / "cut.mp4", 0.6)
+    )
+    got = []
+    for cap in (None, 0):
+        if cap is not None:
+            monkeypatch.setattr("emovid.video.stream.PACKET_CACHE_BYTES", cap)
+        with VideoReader(bad) as r:
+            assert (r._packets is None) == (cap == 0)
+            n = len(r)
+            wanted = [i for i in (5, 13, 22, 30, 40, 49, 59) if i < n]
+            frames = r.get_frames(wanted, missing="nearest")
+            streamed = [i for i, _, _ in r.iter_frames()]
+            got.append((frames, streamed, r.damage))
+    np.testing.assert_array_equal(got[0][0], got[1][0])
+    assert got[0][1] == got[1][1] and got[0][2] == got[1][2] and got[0][2] is not None

@@ -253,3 +253,75 @@ def test_independent_keyframe_groups_decode_on_two_demuxers_with_the_same_frames
     assert made == [1]
     np.testing.assert_array_equal(two, one)
     assert [frame_index(f) for f in two] == wanted
+
+
+# ---- packets kept in memory after the index scan -------------------------------------------------------------
+
+
+def _without_kept_packets(monkeypatch):
+    monkeypatch.setattr("emovid.video.stream.PACKET_CACHE_BYTES", 0)
+
+
+def _everything(path, wanted):
+    with VideoReader(path) as r:
+        sparse = r.get_frames(wanted)
+        again = r.get_frames(wanted[::-1])  # backwards: every frame behind the decoder is a fresh seek
+        stream = [(i, f) for i, _, f in r.iter_frames(start=7)]
+        sampled = [(i, f) for i, _, f in r.iter_at_rate(7.0)]
+        return sparse, again, stream, sampled, r.damage, r._packets is not None
+
+
+@pytest.mark.parametrize(
+    "codec,ext,opts",
+    [
+        ("libx264", "mp4", {}),
+        ("libx265", "mp4", {"x265-params": "log-level=none:keyint=10"}),
+        ("mpeg4", "mp4", {}),
+        ("libvpx-vp9", "webm", {}),
+        ("mjpeg", "avi", None),
+        ("mpeg2video", "ts", {}),
+    ],
+)
+def test_decoding_from_kept_packets_gives_the_frames_reading_the_file_gives(tmp_path, monkeypatch, codec, ext, opts):
+    import av
+
+    try:
+        av.codec.Codec(codec, "w")
+    except Exception:
+        pytest.skip(f"this FFmpeg has no {codec} encoder")
+    # MJPEG: every frame is a keyframe, in full-range YUV.
+    kw = {"pix_fmt": "yuvj420p"} if opts is None else {"gop": 10, "options": opts}
+    path = make_index_video(tmp_path / f"v.{ext}", n=60, fps=30, codec=codec, crf=None, **kw)
+    monkeypatch.setattr("emovid.video.decode._cores", lambda: 2)  # two decoders at once where groups allow
+    wanted = [2, 17, 33, 34, 48, 59]
+    kept = _everything(path, wanted)
+    _without_kept_packets(monkeypatch)
+    read = _everything(path, wanted)
+    assert kept[-1] and not read[-1]
+    for a, b in zip(kept[:2], read[:2], strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(kept[2:4], read[2:4], strict=True):
+        assert [i for i, _ in a] == [i for i, _ in b]
+        for (_, fa), (_, fb) in zip(a, b, strict=True):
+            np.testing.assert_array_equal(fa, fb)
+    assert kept[4] is None and read[4] is None
+
+
+def test_a_second_decoder_fed_from_kept_packets_opens_no_file(gop_video, monkeypatch):
+    import emovid.video.stream as stream
+
+    opened = []
+    real = stream._open_container
+    monkeypatch.setattr(stream, "_open_container", lambda p: opened.append(p) or real(p))
+    monkeypatch.setattr("emovid.video.decode._cores", lambda: 2)
+    wanted = [3, 95, 151, 277, 10, 299]
+    with VideoReader(gop_video) as r:
+        assert r._group_plan(np.unique(wanted)) is not None
+        frames = r.get_frames(wanted)
+    assert opened == []  # the reader's own open goes through emovid.video.decode; no second demuxer
+    assert [frame_index(f) for f in frames] == wanted
+    monkeypatch.setattr(stream, "PACKET_CACHE_BYTES", 1000)  # over the cap: the packets are read from the file
+    with VideoReader(gop_video) as r:
+        assert r._packets is None
+        np.testing.assert_array_equal(r.get_frames(wanted), frames)
+    assert len(opened) == 1

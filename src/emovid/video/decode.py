@@ -1,11 +1,12 @@
 """Streaming video decoding on PyAV.
 
 :class:`VideoReader` opens a file once, reads the container's packet index (a demux pass without decoding,
-milliseconds for a short clip) and then serves:
+milliseconds for a short clip; the packets of a video stream up to 48 MB stay in memory, so later decoding reads
+nothing from the file again) and then serves:
 
 * exact frames by index (:meth:`VideoReader.get_frames`), seeking to the keyframe before each wanted frame
   when that is cheaper than decoding forward, and converting only the frames asked for to RGB; wanted frames
-  spread over independent keyframe groups are decoded on two demuxers of the file at once (two threads);
+  spread over independent keyframe groups are decoded on two decoders at once (two threads);
 * a sequential stream of frames (:meth:`VideoReader.iter_frames`) and a stream sampled at a fixed rate
   (:meth:`VideoReader.iter_at_rate`) that hold one frame at a time, for hour-long inputs.
 
@@ -100,8 +101,9 @@ class VideoReader(_StreamDecoder):
             speeds up sequential streaming (:meth:`iter_frames`, :meth:`iter_at_rate`) but every seek drains its
             pipeline, so sparse :meth:`get_frames` is faster with ``SLICE`` (measured in ``bench/decode.py``).
             With ``threads != 1`` on a machine with more than one usable core, :meth:`get_frames` decodes wanted frames
-            that lie in independent keyframe groups on a second demuxer of the file in a thread, when that splits
-            the decoding about evenly (same frames, same damage record); ``threads=1`` keeps to one thread.
+            that lie in independent keyframe groups on a second decoder in a thread (fed from the packets kept in
+            memory, or a second demuxer of a larger file), when that splits the decoding about evenly (same frames,
+            same damage record); ``threads=1`` keeps to one thread.
 
     Raises:
         InputNotFoundError: the file does not exist.
@@ -269,9 +271,9 @@ class VideoReader(_StreamDecoder):
                     raise
 
     def _decode_two_demuxers(self, plan: tuple[list[int], list[int]], size, missing: str, out: dict) -> None:
-        """Decode two runs of independent keyframe groups at once: the first here, the second on a second demuxer
-        of the same file in a thread (FFmpeg decodes and converts without holding the GIL). Same frames as one
-        demuxer; the second one's damage is booked here."""
+        """Decode two runs of independent keyframe groups at once: the first here, the second on a second decoder
+        in a thread (FFmpeg decodes and converts without holding the GIL). Same frames as one decoder; the second
+        one's damage is booked here."""
         import threading
 
         first, second = plan
@@ -430,7 +432,7 @@ def read_frames(
     """Decode the given frames of ``path`` as ``uint8 [N, H, W, 3]`` RGB (see :meth:`VideoReader.get_frames`).
 
     Sparse access: no frame threading, which would be drained by every seek; frames in independent keyframe groups
-    are decoded on two demuxers at once when more than one core is free to use (``threads=1``: one demuxer).
+    are decoded on two decoders at once when more than one core is free to use (``threads=1``: one decoder).
     """
     with VideoReader(path, threads=threads, thread_type="SLICE") as r:
         return r.get_frames(indices, size=size)
