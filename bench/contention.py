@@ -3,7 +3,8 @@
 A shared server or cluster node is the normal case: another job holds a core. With torch's defaults (one OpenMP
 thread per core, libgomp's spin-waiting) a 2-core run next to one busy loop slows many-fold, because the
 OpenMP threads spin at every barrier waiting for the one pushed off its core. emovid's policy
-(:mod:`emovid.utils.threads`) sets the thread count and ``OMP_WAIT_POLICY`` before torch's runtime starts.
+(:mod:`emovid.utils.threads`) sets the thread count and a brief spin (``GOMP_SPINCOUNT=1000``) before torch's
+runtime starts.
 
 Workload: x3d_xs (random weights, eval, ``torch.inference_mode``) at batch 1 on its native 4x160x160 clip, and
 ``fer_mini_xception`` at batch 32 (``emovid analyze``'s face model). Each configuration runs in its own worker
@@ -14,8 +15,9 @@ busy loop on one core, started and stopped by the parent), so background load hi
 ``speed vs default alone`` / ``contended``: a configuration's throughput over torch's defaults' in that state.
 
 Configurations: ``default`` (torch's defaults: nothing set, as before), ``emovid`` (what
-``emovid.utils.threads.configure()`` chooses: what the CLI does), and for reference ``1 thread`` (with libgomp's
-default and with the passive wait policy).
+``emovid.utils.threads.configure()`` chooses: what the CLI does), and for reference ``passive``
+(``OMP_WAIT_POLICY=PASSIVE``: no spinning, what emovid chose before), ``spin 300`` / ``spin 3k`` (emovid's spin count's
+neighbours) and ``1 thread`` (with libgomp's default and with the passive wait policy).
 
 Background: other processes' CPU use during each window (``/proc/stat`` busy time minus the worker's and the
 competitors') is recorded as ``background cores``; on a machine shared with other jobs "alone" is not alone, and
@@ -65,6 +67,10 @@ def _configs(cores: int) -> dict[str, dict]:
         "emovid": {"env": {}, "emovid": True},
         "1 thread": {"env": {"OMP_NUM_THREADS": "1"}},
         "1 thread passive": {"env": {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}},
+        # libgomp spins 300,000 times at a barrier before sleeping when nothing is set; PASSIVE is 0; emovid 1,000
+        "passive": {"env": {"OMP_WAIT_POLICY": "PASSIVE"}},
+        "spin 300": {"env": {"GOMP_SPINCOUNT": "300"}},
+        "spin 3k": {"env": {"GOMP_SPINCOUNT": "3000"}},
     }
 
 
@@ -201,7 +207,6 @@ def main() -> None:
     if args.configs:
         configs = {k: v for k, v in configs.items() if k in args.configs.split(",")}
     results: dict = {}
-    rows = []
     for workload in args.workloads.split(","):
         workers = {name: _start(name, spec, workload) for name, spec in configs.items()}
         windows: dict[str, dict[str, list]] = {n: {"alone": [], "contended": []} for n in configs}
@@ -241,6 +246,27 @@ def main() -> None:
                     for st in ("alone", "contended")
                 },
             }
+        results[workload] = res
+        summary = {k: {m: round(v[m], 3) for m in ("ratio", "alone_ms", "contended_ms")} for k, v in res.items()}
+        print(json.dumps(summary), flush=True)
+    record = {"competitors": args.competitors, "seconds": args.seconds, "repeat": args.repeat, "results": results}
+    md = _markdown(record)
+    if not args.no_write:
+        write_results("contention", record, md)
+    print(md)
+
+
+def _wait_label(wk: dict) -> str:
+    if wk.get("OMP_WAIT_POLICY"):
+        return wk["OMP_WAIT_POLICY"]
+    if wk.get("GOMP_SPINCOUNT"):
+        return f"spin {int(wk['GOMP_SPINCOUNT']):,}, then sleep"
+    return "(libgomp default: spin 300,000)"
+
+
+def _markdown(record: dict) -> str:
+    rows = []
+    for workload, res in record["results"].items():
         base = res.get("default")
         for name, r in res.items():
             wk = r["worker"]
@@ -249,7 +275,7 @@ def main() -> None:
                     "workload": workload,
                     "config": name,
                     "threads": wk["threads"],
-                    "wait policy": wk["OMP_WAIT_POLICY"] or "(libgomp default)",
+                    "wait policy": _wait_label(wk),
                     "alone ms": r["alone_ms"],
                     "contended ms": r["contended_ms"],
                     "worst ms": r["contended_worst_ms"],
@@ -259,24 +285,18 @@ def main() -> None:
                     "background cores": "{alone:.2f} / {contended:.2f}".format(**r["background_cores"]),
                 }
             )
-        results[workload] = res
-        summary = {k: {m: round(v[m], 3) for m in ("ratio", "alone_ms", "contended_ms")} for k, v in res.items()}
-        print(json.dumps(summary), flush=True)
-    md = (
+    return (
         "## Contention: throughput next to a competing busy process vs alone\n\n"
-        f"`python bench/contention.py` — {args.competitors} busy-loop process(es) competing; each configuration in "
-        f"its own process, alone and contended windows of {args.seconds:g} s alternated ({args.repeat} each, "
-        "configurations interleaved). ms: median forward time; worst: slowest contended forward; ratio: contended / "
-        "alone throughput of the same configuration (goal >= 0.5); speed vs default: throughput / torch-defaults "
-        "throughput in the same state; background cores: other processes' CPU use during the alone / contended "
-        "windows (median; the machine is only quiet when it is ~0). `default` = torch's defaults (before); "
-        "`emovid` = `emovid.utils.threads.configure()` (what the `emovid` command sets, after).\n\n"
-        + md_table(rows, COLUMNS)
+        f"`python bench/contention.py` — {record['competitors']} busy-loop process(es) competing; each configuration "
+        f"in its own process, alone and contended windows of {record['seconds']:g} s alternated ({record['repeat']} "
+        "each, configurations interleaved). ms: median forward time; worst: slowest contended forward; ratio: "
+        "contended / alone throughput of the same configuration (goal >= 0.5); speed vs default: throughput / "
+        "torch-defaults throughput in the same state; background cores: other processes' CPU use during the alone / "
+        "contended windows (median; the machine is only quiet when it is ~0). `default` = torch's defaults (before); "
+        "`emovid` = `emovid.utils.threads.configure()` (what the `emovid` command sets, after); `passive` = what "
+        "emovid set before (no spinning: every wait goes through the kernel); `spin 300` / `spin 3k`: the spin "
+        "counts either side of emovid's.\n\n" + md_table(rows, COLUMNS)
     )
-    if not args.no_write:
-        write_results("contention", {"competitors": args.competitors, "seconds": args.seconds,
-                                     "repeat": args.repeat, "results": results}, md)  # fmt: skip
-    print(md)
 
 
 if __name__ == "__main__":

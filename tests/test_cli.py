@@ -94,17 +94,19 @@ def test_threads_flag_and_wait_policy_are_set_before_torch_loads():
         "assert 'torch' not in sys.modules\n"
         "main(sys.argv[1:])\n"
         "import torch\n"
-        "print(torch.get_num_threads(), os.environ.get('OMP_WAIT_POLICY'))\n"
+        "print(torch.get_num_threads(), os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "EMOVID_THREADS")}
+    drop = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "EMOVID_THREADS")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
 
     def run(*args, **extra):
         p = subprocess.run([sys.executable, "-c", code, *args], env={**env, **extra}, capture_output=True, text=True)
         assert p.returncode == 0, p.stderr
-        return p.stdout.split()[-2:]
+        return p.stdout.split()[-3:]
 
-    assert run("--version", "--threads", "1") == ["1", "PASSIVE"]
-    assert run("--version", EMOVID_THREADS="1", OMP_WAIT_POLICY="ACTIVE") == ["1", "ACTIVE"]  # the user's policy kept
+    assert run("--version", "--threads", "1") == ["1", "None", "1000"]  # a brief spin, then sleep
+    assert run("--version", EMOVID_THREADS="1", OMP_WAIT_POLICY="ACTIVE") == ["1", "ACTIVE", "None"]  # user's kept
+    assert run("--version", GOMP_SPINCOUNT="50") == [run("--version")[0], "None", "50"]
 
 
 def test_threads_configure_validates_and_works_late():

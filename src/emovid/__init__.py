@@ -4,7 +4,8 @@ Submodules are imported on use so ``import emovid`` stays cheap: ``emovid.video`
 transforms), ``emovid.data`` (label formats, datasets, synthetic data), ``emovid.models`` (backbone registry).
 
 On a shared machine, call ``emovid.utils.threads.configure()`` before the first ``import torch`` (the ``emovid``
-command does): idle OpenMP threads then sleep instead of spinning, and ``EMOVID_THREADS`` sets the thread count.
+command does): idle OpenMP threads then spin only briefly before sleeping, and ``EMOVID_THREADS`` sets the thread
+count.
 """
 
 import os

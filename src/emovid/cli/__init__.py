@@ -8,9 +8,9 @@ The root flags ``--debug``, ``--trust-checkpoint`` and ``--threads N`` are accep
 (``emovid analyze v.mp4 --debug`` as well as ``emovid --debug analyze v.mp4``).
 
 CPU threads: :func:`main` calls :func:`emovid.utils.threads.configure` before anything imports torch, so the
-thread count (``--threads N`` / ``EMOVID_THREADS``) and OpenMP's wait policy (``PASSIVE`` unless
-``OMP_WAIT_POLICY`` is set) are in place when torch's OpenMP runtime starts; a run next to other busy processes
-then slows in proportion to the CPU it gets instead of many-fold (``bench/contention.py``).
+thread count (``--threads N`` / ``EMOVID_THREADS``) and OpenMP's wait policy (a brief spin, ``GOMP_SPINCOUNT=1000``,
+unless ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is set) are in place when torch's OpenMP runtime starts; a run next to
+other busy processes then slows about in proportion to the CPU it gets instead of many-fold (``bench/contention.py``).
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ def _root(
         "--threads",
         metavar="N",
         help="CPU threads for torch (default: EMOVID_THREADS, else OMP_NUM_THREADS, else one per core). "
-        "Idle threads sleep (OMP_WAIT_POLICY=PASSIVE unless set), so runs share a busy machine gracefully. "
+        "Idle threads spin briefly, then sleep (GOMP_SPINCOUNT=1000 unless it or OMP_WAIT_POLICY is set), so runs "
+        "share a busy machine gracefully. "
         "May follow the subcommand.",
     ),
 ) -> None:

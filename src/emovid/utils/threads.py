@@ -9,15 +9,19 @@ and a forward pass of many small operators slows many-fold (x3d_xs at batch 1: ~
 
 :func:`configure` sets, unless the user already did:
 
-* ``OMP_WAIT_POLICY=PASSIVE``: waiting threads sleep at once and give their core away, so a contended run slows in
-  proportion to the CPU it actually gets. An ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` already in the environment
-  is left as it is.
+* ``GOMP_SPINCOUNT=1000``: a waiting thread spins briefly (about a microsecond) and then sleeps, giving its core
+  away. libgomp's default is 300,000 spins; ``OMP_WAIT_POLICY=PASSIVE`` (0 spins) wakes every waiting thread through
+  the kernel, which on an idle machine made many-small-operator models up to 2.3x slower (x3d_xs at batch 1, 2
+  cores), while 1,000 spins keep most of the idle speed (0.8-1.0x) and still halve the contended slowdown (``bench/contention.py``,
+  BENCHMARKS.md "contention": spin counts 100-10,000 measured; 300 already loses idle speed, 3,000 loses the
+  contended gain). An ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` already in the environment is left as it is;
+  ``OMP_WAIT_POLICY=PASSIVE`` is the better choice where every core is always contended.
 * the thread count, when one is asked for (``threads=`` / ``emovid --threads N`` / ``EMOVID_THREADS=N``); otherwise
   an ``OMP_NUM_THREADS`` already set is kept, else torch's own choice (one per physical core) stands.
 
 Both are read once, when torch loads libgomp, so :func:`configure` must run before the first ``import torch``.
 The ``emovid`` command does it first thing (flag ``--threads N``, environment ``EMOVID_THREADS``; set
-``OMP_WAIT_POLICY=ACTIVE`` to get libgomp's spinning back on a machine of your own). From Python::
+``OMP_WAIT_POLICY=ACTIVE`` to get libgomp's long spinning back on a machine of your own). From Python::
 
     from emovid.utils.threads import configure
     configure()            # or configure(threads=4); before torch is imported (also indirectly)
@@ -37,8 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Environment variable with the thread count the ``emovid`` command uses (a positive integer).
 ENV_THREADS = "EMOVID_THREADS"
-#: What emovid sets ``OMP_WAIT_POLICY`` to when the environment does not say.
-WAIT_POLICY = "PASSIVE"
+#: How many times a waiting OpenMP thread spins before it sleeps, when the environment does not say (libgomp: 300,000).
+SPIN_COUNT = 1000
 
 
 def usable_cores() -> int:
@@ -69,8 +73,8 @@ def configure(threads: int | str | None = None, wait_policy: str | None = None) 
     Args:
         threads: intra-op threads; ``None`` or ``"auto"``: ``$EMOVID_THREADS``, else an ``OMP_NUM_THREADS`` already
             set, else torch's default.
-        wait_policy: ``"PASSIVE"`` or ``"ACTIVE"``; ``None``: ``$OMP_WAIT_POLICY`` when set (also when only
-            ``GOMP_SPINCOUNT`` is), else :data:`WAIT_POLICY`.
+        wait_policy: ``"PASSIVE"`` or ``"ACTIVE"``; ``None``: ``$OMP_WAIT_POLICY`` / ``$GOMP_SPINCOUNT`` when set,
+            else a brief spin (``GOMP_SPINCOUNT`` = :data:`SPIN_COUNT`), reported as ``"SPIN1000"``.
 
     Returns:
         ``{"threads": int|None, "threads_from": str, "wait_policy": str|None, "wait_from": str, "late": bool}``;
@@ -101,9 +105,11 @@ def configure(threads: int | str | None = None, wait_policy: str | None = None) 
     elif env.get("GOMP_SPINCOUNT"):
         policy, wait_from = None, "GOMP_SPINCOUNT (kept)"
     else:
-        policy, wait_from = WAIT_POLICY, "emovid default"
+        policy, wait_from = f"SPIN{SPIN_COUNT}", "emovid default"
     if not late:
-        if policy is not None:
+        if policy == f"SPIN{SPIN_COUNT}":
+            env["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
+        elif policy is not None:
             env["OMP_WAIT_POLICY"] = policy
         if n is not None:
             # torch sizes its pool from OMP_NUM_THREADS when it starts; MKL's own pool likewise
@@ -115,7 +121,7 @@ def configure(threads: int | str | None = None, wait_policy: str | None = None) 
         if n is not None and torch.get_num_threads() != n:
             torch.set_num_threads(n)
         if policy is not None and env.get("OMP_WAIT_POLICY") != policy:
-            log.debug("torch is already imported: OMP_WAIT_POLICY=%s cannot take effect in this process", policy)
+            log.debug("torch is already imported: wait policy %s cannot take effect in this process", policy)
     return {"threads": n, "threads_from": source, "wait_policy": policy, "wait_from": wait_from, "late": late}
 
 
@@ -154,4 +160,4 @@ class spare_core_for_decoding:
             torch.set_num_threads(self._restore)
 
 
-__all__ = ["ENV_THREADS", "WAIT_POLICY", "configure", "spare_core_for_decoding", "usable_cores"]
+__all__ = ["ENV_THREADS", "SPIN_COUNT", "configure", "spare_core_for_decoding", "usable_cores"]
