@@ -17,6 +17,7 @@ def test_no_provenance_jargon_in_code_help_or_docs():
         *(ROOT / "bench").glob("*.py"),
         *(ROOT / "tools").glob("*.py"),
         ROOT / "README.md",
+        ROOT / "BENCHMARKS.md",  # written by bench/*.py, whose own text the test covers; stale runs stay here
     ]
     hits = []
     for f in files:
