@@ -49,6 +49,32 @@ def test_help_of_the_cli_loads_no_engine():
     assert out.strip().splitlines()[-1] == "RESULT []"
 
 
+def test_a_trained_models_folder_loads_without_lightning_or_the_other_tasks(tmp_path):
+    # Applying one trained model (search, eval, t-SNE) imports its own task only: no Lightning, no torchmetrics.
+    out = _python(
+        "import sys\n"
+        "from emovid.config import TrainConfig\n"
+        "from emovid.engine.model_dir import build_task_model, load_model_dir, save_model_dir\n"
+        "from emovid.tasks import get_task\n"
+        f"cfg = TrainConfig(task='retrieval', model='test_clip_vip', output_dir={str(tmp_path)!r})\n"
+        "save_model_dir(build_task_model(cfg, get_task('retrieval')(cfg), pretrained=False), cfg, cfg.output_dir)\n"
+        "model, cfg2, task = load_model_dir(cfg.output_dir)\n"
+        "heavy = ('lightning', 'torchmetrics', 'emovid.tasks.intensity')\n"
+        "print(task.name, sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    assert out.strip().splitlines()[-1] == "retrieval []"
+
+
+def test_unknown_task_names_every_task():
+    from emovid.errors import ConfigError
+    from emovid.tasks import get_task
+    from emovid.tasks.base import BUILTIN_TASKS
+
+    with pytest.raises(ConfigError, match="unknown task 'nope'; choose one of") as e:
+        get_task("nope")
+    assert all(name in str(e.value) for name in BUILTIN_TASKS)
+
+
 def test_every_exported_name_resolves_to_its_module():
     import importlib
 

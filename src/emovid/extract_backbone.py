@@ -101,7 +101,7 @@ def load_extractor(
     if checkpoint is not None:
         if pretrained:
             raise ConfigError("--pretrained goes with --model; a --checkpoint folder holds its own weights")
-        from emovid.train import MODEL_FILE, load_model_dir
+        from emovid.engine.model_dir import MODEL_FILE, load_model_dir
 
         ckpt = Path(checkpoint)
         if not ckpt.exists():

@@ -7,6 +7,8 @@
   metrics over the validation set, optimisers) and :class:`TaskDataModule` (its loaders, re-built every epoch).
   Both are ordinary module-level classes: subclass them and pass the subclass to :func:`emovid.train.train`.
 * :mod:`emovid.engine.callbacks` — callbacks training and pretraining share (:class:`EpochSetter`).
+* :mod:`emovid.engine.model_dir` — a trained run's model folder (``model.safetensors`` + its configs), written by
+  training and read by everything that applies the model, without Lightning (:func:`load_model_dir`).
 * :mod:`emovid.engine.checkpoint` — the run folder's Lightning checkpoints: ``last.ckpt`` / ``best.ckpt``, the
   guard against resuming nothing or overwriting a run, the epoch a resumed run starts in, and the checkpoint reader
   that unpickles nothing untrusted.
@@ -42,6 +44,10 @@ _NAMES: dict[str, str] = {
     ),
     **dict.fromkeys(("TaskDataModule", "TaskModule"), "module"),
     **dict.fromkeys(("EpochSetter",), "callbacks"),
+    **dict.fromkeys(
+        ("MODEL_CONFIG", "MODEL_FILE", "TRAIN_CONFIG", "build_task_model", "load_model_dir", "save_model_dir"),
+        "model_dir",
+    ),
     **dict.fromkeys(
         (
             "CHECKPOINT_DIR",
@@ -80,6 +86,14 @@ if TYPE_CHECKING:  # what the lazy loader below hands out, for type checkers and
         resume_epoch,
         safe_checkpoint_io,
     )
+    from emovid.engine.model_dir import (
+        MODEL_CONFIG,
+        MODEL_FILE,
+        TRAIN_CONFIG,
+        build_task_model,
+        load_model_dir,
+        save_model_dir,
+    )
     from emovid.engine.module import TaskDataModule, TaskModule
 
 
@@ -100,6 +114,9 @@ __all__ = [
     "CHECKPOINT_DIR",
     "FAILURES",
     "MANIFEST",
+    "MODEL_CONFIG",
+    "MODEL_FILE",
+    "TRAIN_CONFIG",
     "EpochSetter",
     "Input",
     "InputsDataset",
@@ -109,14 +126,17 @@ __all__ = [
     "TaskDataModule",
     "TaskModule",
     "best_checkpoint",
+    "build_task_model",
     "check_run_folder",
     "device_options",
     "env_rank",
     "last_checkpoint",
+    "load_model_dir",
     "merge_journals",
     "read_failures",
     "read_manifest",
     "resume_epoch",
     "run",
     "safe_checkpoint_io",
+    "save_model_dir",
 ]

@@ -283,8 +283,8 @@ class ModelEmbedder:
 
     def __init__(self, checkpoint: str | os.PathLike, video_emotions: bool = False, device: str = "cpu"):
         from emovid.data.datasets import ClipLoader
+        from emovid.engine.model_dir import load_model_dir
         from emovid.models import create_transform
-        from emovid.train import load_model_dir
         from emovid.video.sampling import parse_sampler
 
         model, cfg, task = load_model_dir(checkpoint)

@@ -50,10 +50,10 @@ def evaluate_checkpoint(
         (:func:`~emovid.retrieval.search.emotion_ranking_shift` of ``query`` over the evaluated videos) and counts.
     """
     from emovid.data.datasets import ClipLoader
+    from emovid.engine.model_dir import load_model_dir
     from emovid.models import create_transform
     from emovid.retrieval.search import emotion_ranking_shift
     from emovid.tasks.retrieval import retrieval_metrics
-    from emovid.train import load_model_dir
     from emovid.video.sampling import parse_sampler
 
     model, cfg, task = load_model_dir(checkpoint)

@@ -149,7 +149,7 @@ class Searcher:
             self._prompts = emotion_prompt_matrix(device)
             self._weight = float(enc.get("emotion_weight", 1.0))
         elif self.mode == "model":
-            from emovid.train import load_model_dir
+            from emovid.engine.model_dir import load_model_dir
 
             self._model = load_model_dir(enc["checkpoint"])[0].to(device).eval()
         else:

@@ -156,9 +156,9 @@ def plot_checkpoints_tsne(
         ConfigError: a checkpoint is not a retrieval one, or there are fewer than 3 videos.
     """
     from emovid.data.datasets import ClipLoader
+    from emovid.engine.model_dir import load_model_dir
     from emovid.models import create_transform
     from emovid.retrieval.evaluate import embed_records
-    from emovid.train import load_model_dir
     from emovid.video.sampling import parse_sampler
 
     if not checkpoints:

@@ -1,6 +1,10 @@
-"""Training tasks: each module is one task (labels + head + loss + metrics) registered by name."""
+"""Training tasks: each module is one task (labels + head + loss + metrics) registered by name.
 
-from emovid.tasks import face_sequence, intensity, retrieval, v2v, valence_arousal, vce  # noqa: F401  (registration)
-from emovid.tasks.base import TASKS, Task, TaskModel, get_task, register_task
+The built-in task modules are imported when a task is first asked for (:func:`get_task`), so applying one trained
+model does not import every task's dependencies (torchmetrics, scipy, ...); :func:`load_all_tasks` registers them
+all at once.
+"""
 
-__all__ = ["TASKS", "Task", "TaskModel", "get_task", "register_task"]
+from emovid.tasks.base import TASKS, Task, TaskModel, get_task, load_all_tasks, register_task
+
+__all__ = ["TASKS", "Task", "TaskModel", "get_task", "load_all_tasks", "register_task"]

@@ -33,11 +33,35 @@ def register_task(cls: type[Task]) -> type[Task]:
     return cls
 
 
-def get_task(name: str) -> type[Task]:
-    from emovid import tasks  # noqa: F401  (registers the built-in tasks)
+#: Built-in task name -> the module of :mod:`emovid.tasks` that registers it (imported on first use).
+BUILTIN_TASKS: dict[str, str] = {
+    "intensity": "intensity",
+    "vce": "vce",
+    "v2v": "v2v",
+    "valence_arousal": "valence_arousal",
+    "retrieval": "retrieval",
+    "emotion_dist": "face_sequence",
+    "personality": "face_sequence",
+    "fusion": "face_sequence",
+}
 
+
+def load_all_tasks() -> dict[str, type[Task]]:
+    """Import every built-in task module; returns :data:`TASKS` (built-in and user-registered tasks)."""
+    import importlib
+
+    for module in sorted(set(BUILTIN_TASKS.values())):
+        importlib.import_module(f"emovid.tasks.{module}")
+    return TASKS
+
+
+def get_task(name: str) -> type[Task]:
+    if name not in TASKS and name in BUILTIN_TASKS:
+        import importlib
+
+        importlib.import_module(f"emovid.tasks.{BUILTIN_TASKS[name]}")
     if name not in TASKS:
-        raise ConfigError(f"unknown task {name!r}; choose one of {', '.join(sorted(TASKS))}")
+        raise ConfigError(f"unknown task {name!r}; choose one of {', '.join(sorted(load_all_tasks()))}")
     return TASKS[name]
 
 

@@ -123,8 +123,8 @@ class FusionTask(_EmbeddingTask):
         }
 
     def make_backbone(self):
+        from emovid.engine.model_dir import load_model_dir
         from emovid.models.heads import SequenceTransformer
-        from emovid.train import load_model_dir
 
         dim = self.cfg.model_args.get("dim")
         if dim is not None:  # rebuilding a saved fusion model: its file holds the heads' weights too

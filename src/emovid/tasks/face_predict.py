@@ -42,10 +42,10 @@ class FaceSequencePredictor:
         face_model: str | None = None,
         weights: str | bool | None = None,
     ):
+        from emovid.engine.model_dir import load_model_dir
         from emovid.errors import ModelError
         from emovid.faces.detect import create_detector
         from emovid.faces.embed import FaceEmbedder
-        from emovid.train import load_model_dir
 
         self.checkpoint = str(checkpoint)
         self.model, self.cfg, self.task = load_model_dir(checkpoint)

@@ -12,9 +12,10 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 from emovid.config import TrainConfig
+from emovid.engine.model_dir import _geometry as _geometry
+from emovid.engine.model_dir import build_task_model
 from emovid.errors import ConfigError, EmovidError
 from emovid.tasks.base import Task, TaskModel, get_task
 from emovid.utils.io import atomic_open
@@ -22,55 +23,6 @@ from emovid.utils.io import atomic_open
 log = logging.getLogger("emovid.train")
 # What every run says before it trains (weights, split sizes): the CLI prints this logger's INFO lines on stdout.
 run_log = logging.getLogger("emovid.run")
-
-
-def build_task_model(cfg: TrainConfig, task: Task, pretrained: bool = True) -> TaskModel:
-    """The task's model; with ``pretrained`` the backbone starts from ``cfg.pretrained``, which when unset means the
-    model's default weights (:func:`~emovid.models.registry.default_weights`; ``none``/``random``: random init)."""
-    from emovid.models import create_model, default_weights
-
-    if task.uses_embeddings:  # heads over precomputed embeddings (EmoNeXt recipe)
-        return task.build_model(task.make_backbone())
-    name = cfg.model or task.default_model
-    backbone = create_model(
-        name,
-        pretrained=default_weights(name, cfg.pretrained) if pretrained else None,
-        num_classes=0,
-        allow_size_mismatch=cfg.allow_size_mismatch,
-        strict=not cfg.allow_size_mismatch,
-        **{**_geometry(name, cfg), **cfg.model_args},
-    )
-    pc = backbone.pretrained_cfg
-    changes: dict[str, Any] = {}
-    if cfg.num_frames:
-        changes["num_frames"] = cfg.num_frames
-    if cfg.frame_stride:
-        changes["frame_stride"] = cfg.frame_stride
-    if cfg.input_size:
-        scale = (pc.short_side or min(pc.input_size)) / min(pc.input_size)
-        changes.update(input_size=(cfg.input_size, cfg.input_size), short_side=round(cfg.input_size * scale))
-    if changes:
-        backbone.pretrained_cfg = pc.replace(**changes)
-    return task.build_model(backbone)
-
-
-def _geometry(name: str, cfg: TrainConfig) -> dict[str, Any]:
-    """``num_frames`` / ``image_size`` for model functions that build for a clip geometry (VideoMAE's position
-    table is generated for it, which is what the official fine-tuning gets for checkpoints without ``pos_embed``)."""
-    import inspect
-
-    from emovid.models.registry import get_model_entry
-
-    try:
-        params = inspect.signature(get_model_entry(name).fn).parameters
-    except (TypeError, ValueError):
-        return {}
-    out: dict[str, Any] = {}
-    if cfg.num_frames and "num_frames" in params:
-        out["num_frames"] = cfg.num_frames
-    if cfg.input_size and "image_size" in params:
-        out["image_size"] = cfg.input_size
-    return out
 
 
 class WholeVideoSampler:

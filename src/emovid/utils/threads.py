@@ -10,12 +10,12 @@ and a forward pass of many small operators slows many-fold (x3d_xs at batch 1: ~
 :func:`configure` sets, unless the user already did:
 
 * ``GOMP_SPINCOUNT=1000``: a waiting thread spins briefly (about a microsecond) and then sleeps, giving its core
-  away. libgomp's default is 300,000 spins; ``OMP_WAIT_POLICY=PASSIVE`` (0 spins) wakes every waiting thread through
-  the kernel, which on an idle machine made many-small-operator models up to 2.3x slower (x3d_xs at batch 1, 2
-  cores), while 1,000 spins keep most of the idle speed (0.8-1.0x) and still halve the contended slowdown (``bench/contention.py``,
-  BENCHMARKS.md "contention": spin counts 100-10,000 measured; 300 already loses idle speed, 3,000 loses the
-  contended gain). An ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` already in the environment is left as it is;
-  ``OMP_WAIT_POLICY=PASSIVE`` is the better choice where every core is always contended.
+  away. libgomp's default is 300,000 spins. ``OMP_WAIT_POLICY=PASSIVE`` (0 spins) wakes every waiting thread
+  through the kernel, which on an idle machine made a model of many small operators 2.2-2.7x slower (x3d_xs at
+  batch 1, 2 cores); 1,000 spins keep most of the idle speed (0.8-1.0x) and still halve the contended slowdown
+  (``bench/contention.py``, BENCHMARKS.md "contention"; spin counts from 100 to 30,000 were measured: 300 already
+  loses the idle speed, 3,000 the contended gain). An ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` already in the
+  environment is left as it is; ``OMP_WAIT_POLICY=PASSIVE`` is the better choice where every core is always busy.
 * the thread count, when one is asked for (``threads=`` / ``emovid --threads N`` / ``EMOVID_THREADS=N``); otherwise
   an ``OMP_NUM_THREADS`` already set is kept, else torch's own choice (one per physical core) stands.
 
