@@ -325,3 +325,15 @@ def test_a_second_decoder_fed_from_kept_packets_opens_no_file(gop_video, monkeyp
         assert r._packets is None
         np.testing.assert_array_equal(r.get_frames(wanted), frames)
     assert len(opened) == 1
+
+
+def test_a_stream_without_extradata_gets_a_second_demuxer_not_a_bare_decoder(gop_video):
+    # Its parameter sets may come only with the first keyframe: a bare decoder starting later could not decode.
+    from types import SimpleNamespace
+
+    with VideoReader(gop_video) as r:
+        assert r._fresh_context() is not None
+        r._ctx = SimpleNamespace(name="h264", extradata=b"")
+        assert r._fresh_context() is None
+        r._ctx = SimpleNamespace(name="rawvideo", extradata=b"x")
+        assert r._fresh_context() is None

@@ -373,11 +373,12 @@ class _StreamDecoder(_DamageTracking):
 
     def _fresh_context(self):
         """A new decoder set up like this stream's, or ``None`` for codecs whose set-up may live outside the
-        bitstream and its extradata (then a second demuxer is opened instead)."""
+        bitstream and its extradata, and for streams without extradata whose headers may come only with the first
+        keyframe (then a second demuxer is opened instead)."""
         import av
 
         src = self._ctx
-        if src.name not in _SELF_CONTAINED_CODECS:
+        if src.name not in _SELF_CONTAINED_CODECS or (not src.extradata and src.name not in _INTRA_ONLY_CODECS):
             return None
         try:
             ctx = av.CodecContext.create(src.name, "r")
@@ -410,6 +411,8 @@ class _StreamDecoder(_DamageTracking):
 PACKET_CACHE_BYTES = 48 << 20
 #: Codecs whose decoder needs nothing but the packets and the extradata (so a second one can be fed from memory).
 _SELF_CONTAINED_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "libdav1d", "mpeg4", "mpeg2video", "mjpeg"})
+#: Of those, the codecs whose every frame stands alone (no headers to carry over from the first keyframe).
+_INTRA_ONLY_CODECS = frozenset({"mjpeg"})
 #: Colour conversion runs on one thread up to this frame size (swscale's thread pool costs more than it saves).
 _ONE_THREAD_PIXELS = 640 * 480
 
