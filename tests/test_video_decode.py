@@ -337,3 +337,30 @@ def test_a_stream_without_extradata_gets_a_second_demuxer_not_a_bare_decoder(gop
         assert r._fresh_context() is None
         r._ctx = SimpleNamespace(name="rawvideo", extradata=b"x")
         assert r._fresh_context() is None
+
+
+@pytest.mark.parametrize("cap", [None, 0])  # packets kept in memory / read from the file
+def test_avi_with_b_frames_is_indexed_in_display_order(tmp_path, monkeypatch, cap):
+    # AVI carries no presentation times: its packets are numbered in decoding order, so the frames of a stream with
+    # B-frames come out of the decoder tagged out of order. Frame i must still be the i-th frame shown.
+    import av
+
+    if cap is not None:
+        monkeypatch.setattr("emovid.video.stream.PACKET_CACHE_BYTES", cap)
+    path = make_index_video(tmp_path / "b.avi", n=60, fps=30, codec="libx264", crf=None, gop=10)
+    with av.open(path) as c:
+        shown = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]  # the decoder's output: display order
+        tags = [p.pts for p in c.demux(c.streams.video[0]) if p.size]
+    monkeypatch.setattr("emovid.video.decode._cores", lambda: 2)
+    wanted = [33, 2, 17, 34, 48, 59, 0, 21]
+    with VideoReader(path) as r:
+        assert len(r) == 60
+        got = r.get_frames(wanted)
+        streamed = [(i, f) for i, _, f in r.iter_frames(start=15)]
+        assert r.damage is None
+    for g, i in zip(got, wanted, strict=True):
+        np.testing.assert_array_equal(g, shown[i])
+    assert [i for i, _ in streamed] == list(range(15, 60))
+    for i, f in streamed:
+        np.testing.assert_array_equal(f, shown[i])
+    assert tags == sorted(tags)  # the file's own numbering is no help

@@ -8,6 +8,7 @@ positions, and decodes from a keyframe on, booking every failure for the damage 
 from __future__ import annotations
 
 import bisect
+import itertools
 import os
 from collections.abc import Iterator
 
@@ -91,12 +92,17 @@ class _StreamDecoder(_DamageTracking):
         # (no second demux, no seek, and a second decoder needs no second demuxer). None past the cap.
         packets: list | None = []
         held = 0
+        key_count: dict[int, int] = {}  # keyframe pts -> packets before it in decoding order (frames shown before it)
+        count = 0
         error = None
         with _LOG.local():  # the demuxer's "partial file" is judged below, not printed
             try:
                 for p in self._container.demux(self._stream):
                     if p.size == 0:
                         continue
+                    count += 1
+                    if p.is_keyframe and p.pts is not None:
+                        key_count.setdefault(int(p.pts), count - 1)
                     if packets is not None:
                         held += p.size
                         if held > PACKET_CACHE_BYTES:
@@ -136,13 +142,16 @@ class _StreamDecoder(_DamageTracking):
         self._declared_frames = int(self._stream.frames or 0)
         self._last_duration = max(entries)[4]  # how long the last frame shows, when the container says
         self._packets = packets
-        # Where decoding from each keyframe starts in ``packets``.
-        self._key_pos = {}
-        for i, p in enumerate(packets or ()):
-            if p.is_keyframe and p.pts is not None:
-                self._key_pos[int(p.pts)] = i
-        if packets is not None and any(k not in self._key_pos for k in self._key_pts):
+        # Where decoding from each keyframe starts in ``packets``: every packet holds one frame, so in a stream of
+        # closed keyframe groups the packets before a keyframe are also the frames shown before it (used below).
+        self._key_pos = key_count
+        if packets is not None and any(k not in key_count for k in self._key_pts):
             self._packets = None  # a keyframe known only by its dts: seek in the file instead
+        # AVI has no presentation times: its packets are numbered in decoding order, and a decoder reordering
+        # B-frames tags its output with those numbers out of order. There the frames are taken in the order the
+        # decoder puts them out (display order), counted from the keyframe decoding starts at. (A packet that fails
+        # to decode then shifts the count in its group; the damage record says so.)
+        self._output_order = self._container.format.name == "avi" and all(k in key_count for k in self._key_pts)
 
     def _peek_first_frame(self) -> None:
         """Decode the first frame: proves the stream decodes and reads the display rotation."""
@@ -153,9 +162,11 @@ class _StreamDecoder(_DamageTracking):
 
     # ---- decoding core -------------------------------------------------------------------------------------
 
-    def _raw_frames(self, cached: Iterator | None = None) -> Iterator:
+    def _raw_frames(self, cached: Iterator | None = None, shown: int = 0, lead=None) -> Iterator:
         """Decoded frames from the current demux position (or from the packets ``cached`` yields, then the
-        decoder is drained); damaged packets are skipped like FFmpeg does.
+        decoder is drained); damaged packets are skipped like FFmpeg does. For a stream indexed in output order
+        (AVI), the frames are re-tagged with the timestamps of frames ``shown``, ``shown + 1``, ... in turn.
+        ``lead``: a packet already demuxed, decoded first.
 
         While ``self._wanted`` is set, packets of frames nobody asked for are decoded with
         ``skip_frame=NONREF``: the decoder drops them when no other frame references them (most B-frames),
@@ -169,7 +180,10 @@ class _StreamDecoder(_DamageTracking):
 
         ctx = self._ctx
         skipping = None  # unknown: an earlier pass may have left NONREF set on the shared codec context
-        packets = self._container.demux(self._stream) if cached is None else cached
+        from_memory = cached is not None
+        packets = cached if from_memory else self._container.demux(self._stream)
+        if lead is not None:
+            packets = itertools.chain([lead], packets)
         while True:
             broke = False
             with _LOG.local():  # the parser repeats what the scan already judged (a cut packet)
@@ -177,21 +191,50 @@ class _StreamDecoder(_DamageTracking):
                     packet = next(packets, None)
                 except av.FFmpegError:
                     packet, broke = None, True
-            if broke or (packet is None and cached is not None):
+            if broke or (packet is None and from_memory):
                 # The container breaks off here (the scan saw it too), or the kept packets are used up. PyAV's
                 # closing flush packet will not come, so drain the decoder of the frames it still holds.
-                yield from self._decode_packet(None, ctx)
+                frames = self._decode_packet(None, ctx)
+                if self._output_order:
+                    self._retag(frames, shown)
+                yield from frames
                 return
             if packet is None:
                 return
             if packet.size and packet.pts in self._skip_pts:
                 continue
             wanted = self._wanted
-            skip = wanted is not None and packet.pts not in wanted
+            # (no skipping where frames are counted: a skipped frame would shift the count)
+            skip = wanted is not None and packet.pts not in wanted and not self._output_order
             if skip != skipping:
                 ctx.skip_frame = "NONREF" if skip else "DEFAULT"
                 skipping = skip
-            yield from self._decode_packet(packet, ctx)
+            frames = self._decode_packet(packet, ctx)
+            if self._output_order:
+                shown = self._retag(frames, shown)
+            yield from frames
+
+    def _land_on(self, key: int) -> tuple[int, object]:
+        """After a seek, demux up to the packet of keyframe ``key``; if the seek went past it, start again from the
+        first keyframe. Returns the keyframe decoding starts at and its packet (``None`` when none is found)."""
+        for target in (key, self._key_pts[0]):
+            for p in self._container.demux(self._stream):
+                if p.size and p.pts == target:
+                    return target, p
+                if p.size and p.pts is not None and p.pts > target:
+                    break  # landed past it
+            with _LOG.local():
+                first = self._key_pts[0]
+                self._container.seek(self._key_seek.get(first, first), stream=self._stream, backward=True)
+        return self._key_pts[0], None
+
+    def _retag(self, frames: list, shown: int) -> int:
+        """Tag ``frames`` (output order) with the timestamps of frames ``shown``, ``shown + 1``, ...; the next one."""
+        for f in frames:
+            if shown < len(self._pts):
+                f.pts = int(self._pts[shown])
+            shown += 1
+        return shown
 
     def _decode_packet(self, packet, ctx) -> list:
         """Decode one packet (``None``: flush the decoder) and book what went wrong."""
@@ -221,19 +264,21 @@ class _StreamDecoder(_DamageTracking):
         """Seek to the keyframe at or before ``seek_pts`` and yield ``(pts, frame)`` from ``first_wanted`` on."""
         self._take_foreign_logs()  # what the decoder said so far belongs to the decoding before this seek
         key = self._key_pts[max(bisect.bisect_right(self._key_pts, seek_pts) - 1, 0)]  # decoding starts there
-        cached = None
+        cached = lead = None
         if self._packets is not None:
             cached = _iter_from(self._packets, self._key_pos[key])
             self._ctx.flush_buffers()  # what seeking the container does
         else:
             with _LOG.local():
                 self._container.seek(self._key_seek.get(key, key), stream=self._stream, backward=True, any_frame=False)
+            if self._output_order:  # frames are counted from the keyframe: decoding must start exactly there
+                key, lead = self._land_on(key)
         self._take_foreign_logs()  # seeking flushed the decoder: its threads' last messages are in
         # Past a seek into the middle, FFmpeg complains about references from before the seek point (open GOPs)
         # even in sound files: its messages count only while decoding runs from the first keyframe on. Failed
         # packets and frames flagged as concealed count everywhere.
         self._count_messages = len(self._key_pts) < 2 or seek_pts < self._key_pts[1]
-        self._frames = self._raw_frames(cached)
+        self._frames = self._raw_frames(cached, self._key_pos.get(key, 0), lead)
         self._pos_pts = None
         return self._continue(first_wanted)
 
@@ -342,12 +387,7 @@ class _StreamDecoder(_DamageTracking):
         try:
             ctx = self._fresh_context() if self._packets is not None else None
             if ctx is not None:
-                other._stream, other._ctx, other._packets, other._key_pos = (
-                    self._stream,
-                    ctx,
-                    self._packets,
-                    self._key_pos,
-                )
+                other._stream, other._ctx, other._packets = self._stream, ctx, self._packets
             else:
                 other._container = _open_container(self.path)
                 other._stream = other._container.streams.video[0]
@@ -355,9 +395,9 @@ class _StreamDecoder(_DamageTracking):
                 # Slice threads at most (frame threading would log from FFmpeg's threads, and is drained by seeks).
                 other._stream.thread_type = "SLICE"
                 other._stream.thread_count = self._stream.thread_count
-            for name in ("_tb", "_has_audio", "_codec_name", "_pts", "_key_pts", "_key_seek", "_skip_pts",
-                         "_scan_complete", "_scan_error", "_data_to_eof", "_declared_frames", "_last_duration",
-                         "_rotation", "_rotation_warning"):  # fmt: skip
+            for name in ("_tb", "_has_audio", "_codec_name", "_pts", "_key_pts", "_key_pos", "_key_seek",
+                         "_output_order", "_skip_pts", "_scan_complete", "_scan_error", "_data_to_eof",
+                         "_declared_frames", "_last_duration", "_rotation", "_rotation_warning"):  # fmt: skip
                 setattr(other, name, getattr(self, name))
             other._reformatter = None
             other._worker_threads = False  # no frame threading: FFmpeg logs on the calling thread only
