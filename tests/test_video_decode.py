@@ -357,9 +357,13 @@ def test_avi_with_b_frames_is_indexed_in_display_order(tmp_path, monkeypatch, ca
         assert len(r) == 60
         got = r.get_frames(wanted)
         streamed = [(i, f) for i, _, f in r.iter_frames(start=15)]
+        sampled = [(i, f) for i, _, f in r.iter_at_rate(7.0)]  # what `emovid analyze` reads
         assert r.damage is None
     for g, i in zip(got, wanted, strict=True):
         np.testing.assert_array_equal(g, shown[i])
+    assert len(sampled) == 14
+    for i, f in sampled:
+        np.testing.assert_array_equal(f, shown[i])
     assert [i for i, _ in streamed] == list(range(15, 60))
     for i, f in streamed:
         np.testing.assert_array_equal(f, shown[i])
