@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from emovid.errors import ConfigError, EmovidError
+from emovid.errors import ConfigError, EmovidError, ModelError
 
 faiss = pytest.importorskip("faiss")
 
@@ -467,3 +467,24 @@ def test_index_build_makes_one_face_detector_and_the_same_vectors(synth, tmp_pat
         vecs.append(emb.embed([it])[0][0])
     assert len(made) == 4
     np.testing.assert_array_equal(got.vectors(), np.stack(vecs))
+
+
+def test_the_text_side_alone_encodes_queries_as_the_whole_model_does(trained, tmp_path):
+    # `emovid search` on a trained index loads the text half only: same vectors, no video encoder built or read.
+    from emovid.config import TrainConfig
+    from emovid.engine.model_dir import build_task_model, load_model_dir, save_model_dir
+    from emovid.tasks import get_task
+    from emovid.tasks.retrieval import load_text_side
+
+    out, _ = trained
+    model = load_model_dir(out)[0]
+    side = load_text_side(out)
+    assert sum(p.numel() for p in side.parameters()) < sum(p.numel() for p in model.parameters())
+    texts = ["an angry person", "someone smiling at a friend"]
+    emo = np.eye(8, dtype=np.float32)[[7, 0]]
+    np.testing.assert_allclose(side.encode_texts(texts, emo), model.encode_texts(texts, emo), atol=1e-6)
+    np.testing.assert_allclose(side.encode_texts(texts), model.encode_texts(texts), atol=1e-6)
+    cfg = TrainConfig(task="intensity", model="test_resnet18_3dstem", output_dir=str(tmp_path / "int"))
+    save_model_dir(build_task_model(cfg, get_task("intensity")(cfg), pretrained=False), cfg, cfg.output_dir)
+    with pytest.raises(ModelError, match="not a retrieval model folder"):
+        load_text_side(cfg.output_dir)

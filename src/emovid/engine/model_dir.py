@@ -20,7 +20,15 @@ from emovid.errors import ModelError
 from emovid.tasks.base import Task, TaskModel, get_task
 from emovid.utils.io import atomic_open, atomic_path
 
-__all__ = ["MODEL_CONFIG", "MODEL_FILE", "TRAIN_CONFIG", "build_task_model", "load_model_dir", "save_model_dir"]
+__all__ = [
+    "MODEL_CONFIG",
+    "MODEL_FILE",
+    "TRAIN_CONFIG",
+    "build_task_model",
+    "load_model_dir",
+    "read_model_dir",
+    "save_model_dir",
+]
 
 
 def build_task_model(cfg: TrainConfig, task: Task, pretrained: bool = True) -> TaskModel:
@@ -112,13 +120,7 @@ def load_model_dir(path: str | os.PathLike, map_location: str = "cpu") -> tuple[
     from emovid.models.hub import load_state_dict
 
     p = Path(path)
-    if not (p / MODEL_FILE).exists() or not (p / TRAIN_CONFIG).exists():
-        raise ModelError(f"not an emovid checkpoint folder (needs {MODEL_FILE} and {TRAIN_CONFIG})", p)
-    data = yaml.safe_load((p / TRAIN_CONFIG).read_text()) or {}
-    cfg = TrainConfig.from_dict(data, source=str(p / TRAIN_CONFIG))
-    if (p / MODEL_CONFIG).exists():
-        mc = yaml.safe_load((p / MODEL_CONFIG).read_text()) or {}
-        cfg.model = mc.get("model", cfg.model)
+    cfg, _ = read_model_dir(p)
     task = get_task(cfg.task)(cfg)
     model = build_task_model(cfg, task, pretrained=False)
     sd = load_file(str(p / MODEL_FILE), device=map_location)
@@ -128,6 +130,24 @@ def load_model_dir(path: str | os.PathLike, map_location: str = "cpu") -> tuple[
         raise ModelError(f"{p}: weights do not match the model in its config ({e.message})") from e
     model.eval()
     return model, cfg, task
+
+
+def read_model_dir(path: str | os.PathLike) -> tuple[TrainConfig, dict]:
+    """The run's :class:`TrainConfig` (its model as the model folder records it) and ``model_config.yaml``.
+
+    Raises:
+        ModelError: the folder is not an emovid checkpoint.
+    """
+    p = Path(path)
+    if not (p / MODEL_FILE).exists() or not (p / TRAIN_CONFIG).exists():
+        raise ModelError(f"not an emovid checkpoint folder (needs {MODEL_FILE} and {TRAIN_CONFIG})", p)
+    data = yaml.safe_load((p / TRAIN_CONFIG).read_text()) or {}
+    cfg = TrainConfig.from_dict(data, source=str(p / TRAIN_CONFIG))
+    mc = {}
+    if (p / MODEL_CONFIG).exists():
+        mc = yaml.safe_load((p / MODEL_CONFIG).read_text()) or {}
+        cfg.model = mc.get("model", cfg.model)
+    return cfg, mc
 
 
 def _version() -> str:

@@ -149,9 +149,10 @@ class Searcher:
             self._prompts = emotion_prompt_matrix(device)
             self._weight = float(enc.get("emotion_weight", 1.0))
         elif self.mode == "model":
-            from emovid.engine.model_dir import load_model_dir
+            from emovid.tasks.retrieval import load_text_side
 
-            self._model = load_model_dir(enc["checkpoint"])[0].to(device).eval()
+            # the text half only: a query never needs the video encoder
+            self._model = load_text_side(enc["checkpoint"]).to(device).eval()
         else:
             raise ConfigError(f"{self.index.root}: unknown index mode {self.mode!r}")
 

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 from emovid.data.datasets import ClipDataset
 from emovid.errors import ConfigError
@@ -103,21 +104,11 @@ def retrieval_metrics(text: np.ndarray, video: np.ndarray, video_ids: list[str],
     return {k + suffix: v for k, v in out.items()}
 
 
-class RetrievalModel(TaskModel):
-    """Video encoder + :class:`~emovid.retrieval.model.RetrievalHead`, with the text tokenizer attached.
-
-    ``model(x)`` gives L2-normalised video embeddings; :meth:`encode_texts` gives L2-normalised text embeddings with
-    an optional ``[N, 8]`` emotion matrix.
-    """
+class _EncodesText:
+    """Text queries through ``self.head`` (a :class:`~emovid.retrieval.model.RetrievalHead`) and ``self.tokenizer``."""
 
     tokenizer: Any = None
     max_text_len: int = 32
-
-    def encode_video(
-        self, x: torch.Tensor, cached: bool = False, emotions: torch.Tensor | None = None, use_emotion: bool = True
-    ) -> torch.Tensor:
-        """Unit video embeddings; ``emotions``/``use_emotion``: the video-emotion term (``video_emotion="head"``)."""
-        return self.head(self.features(x, cached), emotions=emotions, use_emotion=use_emotion)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return self.tokenizer(texts, self.max_text_len)
@@ -129,6 +120,60 @@ class RetrievalModel(TaskModel):
         emo = None if emotions is None else torch.as_tensor(np.asarray(emotions), dtype=torch.float32).to(dev)
         out = self.head.encode_text(tok["input_ids"].to(dev), tok["attention_mask"].to(dev), emo)
         return out.float().cpu().numpy()
+
+
+class RetrievalModel(_EncodesText, TaskModel):
+    """Video encoder + :class:`~emovid.retrieval.model.RetrievalHead`, with the text tokenizer attached.
+
+    ``model(x)`` gives L2-normalised video embeddings; :meth:`encode_texts` gives L2-normalised text embeddings with
+    an optional ``[N, 8]`` emotion matrix.
+    """
+
+    def encode_video(
+        self, x: torch.Tensor, cached: bool = False, emotions: torch.Tensor | None = None, use_emotion: bool = True
+    ) -> torch.Tensor:
+        """Unit video embeddings; ``emotions``/``use_emotion``: the video-emotion term (``video_emotion="head"``)."""
+        return self.head(self.features(x, cached), emotions=emotions, use_emotion=use_emotion)
+
+
+class RetrievalTextSide(_EncodesText, nn.Module):
+    """The text half of a trained :class:`RetrievalModel` (its head, without the video encoder): what a query
+    needs. :func:`load_text_side` reads it from a run folder."""
+
+    def __init__(self, head: nn.Module):
+        super().__init__()
+        self.head = head
+
+
+def load_text_side(path, map_location: str = "cpu") -> RetrievalTextSide:
+    """A trained retrieval run's text side, without building or reading its video encoder (``emovid search``).
+
+    Raises:
+        ModelError: the folder is not a retrieval checkpoint, or its head weights do not fit its config.
+    """
+    from safetensors import safe_open
+
+    from emovid.engine.model_dir import MODEL_FILE, read_model_dir
+    from emovid.errors import ModelError
+    from emovid.models.hub import load_state_dict
+
+    cfg, mc = read_model_dir(path)
+    if cfg.task != "retrieval" or "num_features" not in mc:
+        raise ModelError(f"not a retrieval model folder (task {cfg.task!r})", path)
+    task = RetrievalTask(cfg)
+    side = RetrievalTextSide(task.build_retrieval_head(int(mc["num_features"]), cfg.model))
+    side.tokenizer, side.max_text_len = task._tokenizer, task._max_len
+    file = str(Path(path) / MODEL_FILE)
+    try:
+        with safe_open(file, framework="pt", device=map_location) as f:
+            sd = {k[len("head.") :]: f.get_tensor(k) for k in f.keys() if k.startswith("head.")}  # noqa: SIM118
+    except Exception as e:  # a damaged file (safetensors raises its own error types)
+        raise ModelError(f"not a readable safetensors file ({e})", file) from e
+    try:
+        load_state_dict(side.head, sd, strict=True, source=file)
+    except ModelError as e:
+        raise ModelError(f"{path}: weights do not match the model in its config ({e.message})") from e
+    return side.eval()
 
 
 @register_task
@@ -251,16 +296,20 @@ class RetrievalTask(Task):
     def build_head(self, num_features: int):
         raise NotImplementedError("retrieval builds its model in build_model")
 
-    def build_model(self, backbone) -> RetrievalModel:
+    def build_retrieval_head(self, num_features: int, backbone_name: str | None = None):
+        """The text encoder and video projection for a backbone of ``num_features`` (sets the tokenizer)."""
         from emovid.retrieval.model import EmotionTextEncoder, RetrievalHead
 
-        tcfg = self._resolve_text(getattr(backbone, "model_name", None))
-        tcfg.setdefault("projection_dim", int(backbone.num_features))
+        tcfg = self._resolve_text(backbone_name)
+        tcfg.setdefault("projection_dim", int(num_features))
         text = EmotionTextEncoder(tcfg, emotion=self.emotion)
         weights = self.cfg.extra.get("text_weights")
         if weights and self._loaded:  # a new run starts from them; a rebuilt checkpoint loads its own weights
             text.load_clip_weights(str(weights))
-        head = RetrievalHead(int(backbone.num_features), text, video_emotion=self.video_emotion)
+        return RetrievalHead(int(num_features), text, video_emotion=self.video_emotion)
+
+    def build_model(self, backbone) -> RetrievalModel:
+        head = self.build_retrieval_head(int(backbone.num_features), getattr(backbone, "model_name", None))
         model = RetrievalModel(backbone, head)
         model.tokenizer = self._tokenizer
         model.max_text_len = self._max_len
